@@ -1,0 +1,1 @@
+"""Faults and the proxy they act through."""

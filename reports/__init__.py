@@ -1,0 +1,1 @@
+"""Reads a run directory (never the cluster) and renders the self-contained HTML report."""
