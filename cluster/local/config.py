@@ -14,7 +14,7 @@ from typing import Any, Literal
 Role = Literal["namesrv", "broker"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timing:
     """Every timer of the cluster, in seconds."""
 
@@ -66,7 +66,7 @@ def timing_profile(name: str) -> Timing:
         raise ConfigError(f"unknown timing profile {name!r}; choose one of {sorted(TIMING_PROFILES)}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TopicSpec:
     name: str
     read_queue_nums: int = 8
@@ -74,7 +74,7 @@ class TopicSpec:
     perm: int = 6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """What every node has: an id, a listen address, a data directory and a log file."""
 
@@ -93,12 +93,12 @@ class NodeConfig:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NamesrvConfig(NodeConfig):
     role: Role = "namesrv"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BrokerConfig(NodeConfig):
     role: Role = "broker"
     cluster_name: str = "DefaultCluster"
