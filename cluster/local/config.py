@@ -14,7 +14,7 @@ from typing import Any, Literal
 Role = Literal["namesrv", "broker"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Timing:
     """Every timer of the cluster, in seconds."""
 
@@ -66,7 +66,7 @@ def timing_profile(name: str) -> Timing:
         raise ConfigError(f"unknown timing profile {name!r}; choose one of {sorted(TIMING_PROFILES)}") from None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class TopicSpec:
     name: str
     read_queue_nums: int = 8
