@@ -1,0 +1,104 @@
+"""The running cluster's state file: the addresses and pids other commands and the locustfile read.
+
+Lives at ``$RMQH_HOME/cluster/state.json`` (RMQH_HOME defaults to ``./.rmqh``). Written atomically and
+re-written after every node start, so a harness killed half-way still leaves a file ``rmqh down`` can use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.errors import ClusterError
+
+STATE_VERSION = 1
+
+
+def rmqh_home() -> Path:
+    return Path(os.environ.get("RMQH_HOME", ".rmqh")).resolve()
+
+
+def default_state_dir() -> Path:
+    return rmqh_home() / "cluster"
+
+
+@dataclass
+class NodeState:
+    node_id: str
+    role: str
+    host: str
+    port: int
+    #: The address clients use: the node itself, or its proxy once proxies front it.
+    addr: str
+    pid: int = 0
+    create_time: float = 0.0
+    group: str = ""
+    replica_index: int = 0
+    raft_port: int = 0
+    config_path: str = ""
+    log_file: str = ""
+    data_dir: str = ""
+
+
+@dataclass
+class ClusterState:
+    state_dir: str
+    backend: str = "local"
+    profile: str = "default"
+    cluster_name: str = "DefaultCluster"
+    topic: str = ""
+    created_utc: str = ""
+    nodes: list[NodeState] = field(default_factory=list)
+    version: int = STATE_VERSION
+
+    @property
+    def namesrv_addrs(self) -> list[str]:
+        return [n.addr for n in self.nodes if n.role == "namesrv"]
+
+    @property
+    def brokers(self) -> list[NodeState]:
+        return [n for n in self.nodes if n.role == "broker"]
+
+    def node(self, node_id: str) -> NodeState:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"unknown node {node_id!r}; nodes are {', '.join(n.node_id for n in self.nodes)}")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.state_dir) / "state.json"
+
+
+def save_state(state: ClusterState) -> None:
+    path = state.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(asdict(state), fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(state_dir: Path | None = None) -> ClusterState:
+    path = (state_dir or default_state_dir()) / "state.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClusterError(f"no running cluster: {path} does not exist (start one with `rmqh up`)") from None
+    except ValueError as exc:
+        raise ClusterError(f"cluster state file {path} is not valid JSON: {exc}") from None
+    try:
+        raw["nodes"] = [NodeState(**n) for n in raw.get("nodes", [])]
+        return ClusterState(**raw)
+    except TypeError as exc:
+        raise ClusterError(f"cluster state file {path} has an unexpected shape: {exc}") from None
+
+
+def state_exists(state_dir: Path | None = None) -> bool:
+    return ((state_dir or default_state_dir()) / "state.json").exists()
