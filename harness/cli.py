@@ -133,7 +133,7 @@ def locust(ctx: typer.Context,
     state = load_state(default_state_dir())
     spec = LoadSpec(producers=producers, consumers=consumers, send_window=window, topic=state.topic or "RMQH_BENCH")
     console.print(f"Locust web UI on [bold]http://127.0.0.1:{port}[/] (Ctrl-C to stop)")
-    cmd = web_ui_command(spec, "127.0.0.1", port, list(ctx.args))
+    cmd = web_ui_command(spec, Path(state.state_dir), "127.0.0.1", port, list(ctx.args))
     raise typer.Exit(subprocess.call(cmd, env=locust_env(Path(state.state_dir))))
 
 

@@ -31,37 +31,41 @@ class LoadSpec:
         return self.producers + self.consumers
 
 
-def locust_env(state_dir: Path) -> dict[str, str]:
+def locust_env(state_dir: Path, parent_pid: int = 0) -> dict[str, str]:
     env = dict(os.environ)
     env["HARNESS_STATE_DIR"] = str(state_dir)
+    env["HARNESS_PARENT_PID"] = str(parent_pid)
     root = str(LOCUSTFILE.parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
 
 
-def option_args(spec: LoadSpec) -> list[str]:
-    return ["--topic", spec.topic, "--message-size", str(spec.message_size),
+def option_args(spec: LoadSpec, state_dir: Path) -> list[str]:
+    # The state dir on the command line also lets `rmqh down` recognise a Locust a dead harness left.
+    return ["--state-dir", str(state_dir), "--topic", spec.topic, "--message-size", str(spec.message_size),
             "--producer-rate", str(spec.producer_rate), "--send-window", str(spec.send_window),
             "--consumer-group", spec.consumer_group, "--consumer-users", str(spec.consumers)]
 
 
-def headless_command(spec: LoadSpec, csv_prefix: Path, html: Path, json_prefix: Path) -> list[str]:
+def headless_command(spec: LoadSpec, state_dir: Path, csv_prefix: Path, html: Path, json_prefix: Path) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
             "-u", str(spec.users), "-r", str(spec.users), "-t", f"{max(1, round(spec.duration))}s",
             "--stop-timeout", "5", "--csv", str(csv_prefix), "--csv-full-history", "--html", str(html),
-            "--json-file", str(json_prefix), "--loglevel", "WARNING", *option_args(spec)]
+            "--json-file", str(json_prefix), "--loglevel", "WARNING", *option_args(spec, state_dir)]
 
 
-def web_ui_command(spec: LoadSpec, host: str, port: int, extra: list[str]) -> list[str]:
+def web_ui_command(spec: LoadSpec, state_dir: Path, host: str, port: int, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--web-host", host,
-            "--web-port", str(port), "-u", str(spec.users), "-r", str(spec.users), *option_args(spec), *extra]
+            "--web-port", str(port), "-u", str(spec.users), "-r", str(spec.users), *option_args(spec, state_dir),
+            *extra]
 
 
 def start_headless(spec: LoadSpec, state_dir: Path, csv_prefix: Path, html: Path, json_prefix: Path,
                    log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen(headless_command(spec, csv_prefix, html, json_prefix), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, env=locust_env(state_dir))
+        return subprocess.Popen(headless_command(spec, state_dir, csv_prefix, html, json_prefix),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=locust_env(state_dir, os.getpid()))
 
 
 @dataclass

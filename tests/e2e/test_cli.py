@@ -84,4 +84,12 @@ def test_nodes_exit_when_the_demo_harness_is_killed(home: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     wait_until(lambda: cluster.live_pids() == [], timeout=20, message="orphaned nodes to exit on their own")
+    wait_until(lambda: _processes_mentioning(str(home / ".rmqh")) == [], timeout=20,
+               message="the orphaned Locust process to quit on its own")
     assert rmqh(home, "down").returncode == 0
+
+
+def _processes_mentioning(marker: str) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if any(marker in a for a in (p.info["cmdline"] or []))]
