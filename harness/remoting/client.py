@@ -1,0 +1,362 @@
+"""Blocking, thread-safe remoting transport: one long-lived TCP connection per address, many calls in flight.
+
+Only stdlib socket/threading/time are used, so under gevent monkey-patching (Locust patches on import) the
+reader thread becomes a greenlet and every blocking call yields. Responses are matched to requests by
+opaque (one process-wide counter, like the Java client's AtomicInteger); a command without the response
+flag is a server->client request (NOTIFY_CONSUMER_IDS_CHANGED and friends) and goes to ``on_request``.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from harness.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
+from harness.remoting.codes import ResponseCode
+from harness.remoting.frame import (FLAG_ONEWAY, FLAG_RESPONSE, FrameDecoder, FrameError, RemotingCommand,
+                                    encode_command)
+
+logger = logging.getLogger(__name__)
+
+RequestHandler = Callable[["RemotingConnection", RemotingCommand], "RemotingCommand | None"]
+#: Turns a response into the future's result inside the reader thread (raising fails the future instead).
+Converter = Callable[[RemotingCommand], Any]
+_opaques = itertools.count(1)
+_RECV_SIZE = 256 * 1024
+#: A write that cannot finish in this time (a black-holed peer with full buffers) closes the connection;
+#: the same socket timeout makes the reader wake up on idle connections, which it simply ignores.
+DEFAULT_IO_TIMEOUT = 10.0
+
+
+def next_opaque() -> int:
+    # opaque is an int32 on the wire (binary headers); wrap like Java's AtomicInteger would, but stay >= 0.
+    return next(_opaques) & 0x7FFFFFFF
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RemotingConnectError(f"bad address {addr!r}: expected host:port")
+    return host.strip("[]"), int(port)
+
+
+_Pending = tuple["Future[Any]", "Converter | None"]
+
+
+def _complete(entry: _Pending, outcome: RemotingCommand | BaseException) -> None:
+    fut, convert = entry
+    try:
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+            return
+        try:
+            result = convert(outcome) if convert is not None else outcome
+        except Exception as exc:  # the converter's verdict on the response (e.g. an error code)
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:
+        pass  # the caller cancelled the future; that must not break the reader or the sweeper
+
+
+class _Sweeper:
+    """Fails pipelined calls whose response never came: one heap of deadlines for the whole process.
+
+    Entries of answered calls stay in the heap until their deadline (lazy deletion): popping the pending
+    entry is what decides who completes a future, so a late sweep of an answered call is a no-op."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, RemotingConnection, int, float]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, timeout: float, opaque: int, conn: RemotingConnection, code: int) -> None:
+        entry = (time.monotonic() + timeout, opaque, conn, code, timeout)
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="remoting-sweeper", daemon=True)
+                self._thread.start()
+            if self._heap[0] is entry:  # only an earlier deadline than the one being waited for needs a wake-up
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                expired = self._pop_expired()
+                if not expired:
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(wait)
+                    continue
+            for _deadline, opaque, conn, code, timeout in expired:
+                conn._expire(opaque, code, timeout)
+
+    def _pop_expired(self) -> list[tuple[float, int, RemotingConnection, int, float]]:
+        now = time.monotonic()
+        expired = []
+        while self._heap and self._heap[0][0] <= now:
+            expired.append(heapq.heappop(self._heap))
+        return expired
+
+
+_sweeper = _Sweeper()
+
+
+class RemotingConnection:
+    """One TCP connection to ``addr`` with a reader thread; connects in the constructor.
+
+    Raises RemotingConnectError if the connection cannot be opened."""
+
+    def __init__(self, addr: str, connect_timeout: float = 3.0, on_request: RequestHandler | None = None,
+                 io_timeout: float = DEFAULT_IO_TIMEOUT) -> None:
+        self.addr = addr
+        self._on_request = on_request
+        self._pending: dict[int, _Pending] = {}
+        self._write_lock = threading.Lock()
+        self._outbox: list[bytes] = []
+        self._writing = False
+        self._closed = False
+        self._close_reason = "closed"
+        self._sock = self._connect(connect_timeout, io_timeout)
+        self._reader = threading.Thread(target=self._read_loop, name=f"remoting-reader-{addr}", daemon=True)
+        self._reader.start()
+
+    def _connect(self, connect_timeout: float, io_timeout: float) -> socket.socket:
+        host, port = split_addr(self.addr)
+        try:
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise RemotingConnectError(f"{self.addr}: cannot connect: {exc}") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.settimeout(io_timeout)
+        return sock
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------ calls
+
+    def invoke(self, cmd: RemotingCommand, timeout: float) -> RemotingCommand:
+        """Send ``cmd`` and wait for its response; RemotingTimeoutError when none comes within ``timeout``."""
+        fut = self._register(cmd)
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            if self._pending.pop(cmd.opaque, None) is None:
+                # Someone else popped it in the meantime (reader, close) and completes it right now.
+                return fut.result()
+            raise RemotingTimeoutError(
+                f"{self.addr}: no response to request code {cmd.code} within {timeout:.3f}s") from None
+
+    def invoke_async(self, cmd: RemotingCommand, timeout: float, convert: Converter | None = None) -> Future[Any]:
+        """Send ``cmd`` without waiting; the future fails with RemotingTimeoutError after ``timeout``.
+
+        With ``convert``, the future's result is ``convert(response)``, computed in the reader thread."""
+        fut = self._register(cmd, convert)
+        if not fut.done():
+            _sweeper.add(timeout, cmd.opaque, self, cmd.code)
+        return fut
+
+    def invoke_oneway(self, cmd: RemotingCommand) -> None:
+        cmd.opaque = next_opaque()
+        cmd.flag = (cmd.flag | FLAG_ONEWAY) & ~FLAG_RESPONSE
+        if self._closed:
+            raise RemotingConnectError(f"{self.addr}: connection {self._close_reason}")
+        self._write(encode_command(cmd))
+
+    def _register(self, cmd: RemotingCommand, convert: Converter | None = None) -> Future[Any]:
+        cmd.opaque = opaque = next_opaque()
+        cmd.flag &= ~(FLAG_RESPONSE | FLAG_ONEWAY)
+        frame = encode_command(cmd)
+        fut: Future[Any] = Future()
+        # Registered before the write: the response may arrive before _write returns.
+        self._pending[opaque] = (fut, convert)
+        if self._closed:  # checked after registering, so a concurrent close() either sees us or we see it
+            self._pending.pop(opaque, None)
+            raise RemotingConnectError(f"{self.addr}: connection {self._close_reason}")
+        self._write(frame)
+        return fut
+
+    def _write(self, frame: bytes) -> None:
+        """Serialized writes; callers arriving while another writes leave their frame for it to send, so
+        concurrent callers (greenlets, pipelined sends) coalesce into fewer, larger sendall calls."""
+        with self._write_lock:
+            self._outbox.append(frame)
+            if self._writing:
+                return
+            self._writing = True
+        while True:
+            with self._write_lock:
+                if self._closed:
+                    self._outbox.clear()  # their callers are pending and were failed by _shutdown
+                if not self._outbox:
+                    self._writing = False
+                    return
+                data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+                self._outbox.clear()
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                with self._write_lock:
+                    self._writing = False
+                self._shutdown(f"write failed: {exc!r}")
+                raise RemotingError(f"{self.addr}: write failed, outcome unknown: {exc!r}") from None
+
+    def _expire(self, opaque: int, code: int, timeout: float) -> None:
+        entry = self._pending.pop(opaque, None)
+        if entry is not None:
+            _complete(entry, RemotingTimeoutError(
+                f"{self.addr}: no response to request code {code} within {timeout:.3f}s"))
+
+    # ------------------------------------------------------------ reading
+
+    def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        reason = "closed by peer"
+        try:
+            while not self._closed:
+                try:
+                    data = self._sock.recv(_RECV_SIZE)
+                except (socket.timeout, TimeoutError):
+                    continue  # idle; the socket timeout exists to bound writes
+                if not data:
+                    break
+                for cmd in decoder.feed(data):
+                    self._dispatch(cmd)
+        except FrameError as exc:
+            reason = f"undecodable frame: {exc}"
+            logger.warning("%s: closing connection: %s", self.addr, reason)
+        except OSError as exc:
+            reason = f"read failed: {exc!r}"
+        finally:
+            self._shutdown(reason)
+            self._sock.close()
+
+    def _dispatch(self, cmd: RemotingCommand) -> None:
+        if cmd.flag & FLAG_RESPONSE:
+            entry = self._pending.pop(cmd.opaque, None)
+            if entry is None:
+                logger.debug("%s: response to unknown or expired opaque %s dropped", self.addr, cmd.opaque)
+            else:
+                _complete(entry, cmd)
+        else:
+            self._serve_request(cmd)
+
+    def _serve_request(self, request: RemotingCommand) -> None:
+        try:
+            response = self._on_request(self, request) if self._on_request else None
+        except Exception as exc:  # a handler bug must not kill the reader
+            logger.exception("%s: handler of request code %s failed", self.addr, request.code)
+            response = request.make_response(ResponseCode.SYSTEM_ERROR, repr(exc))
+        if request.is_oneway:
+            return  # never answer a oneway request, not even with an error
+        if response is None:
+            response = request.make_response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
+                                              f" request type {request.code} not supported")
+        response.opaque = request.opaque
+        response.flag |= FLAG_RESPONSE
+        try:
+            self._write(encode_command(response))
+        except RemotingError:
+            pass  # the connection is gone; _shutdown already failed everything
+
+    # ------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        self._shutdown("closed by client")
+
+    def _shutdown(self, reason: str) -> None:
+        """Mark closed, wake the reader, and fail every pending call at once (not after its timeout)."""
+        if not self._closed:
+            self._close_reason = reason
+            self._closed = True
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        while self._pending:
+            try:
+                _opaque, entry = self._pending.popitem()
+            except KeyError:
+                break
+            _complete(entry, RemotingError(f"{self.addr}: connection {self._close_reason}; outcome unknown"))
+
+    def __repr__(self) -> str:
+        state = f"closed ({self._close_reason})" if self._closed else f"{len(self._pending)} pending"
+        return f"<RemotingConnection {self.addr} {state}>"
+
+
+class ConnectionPool:
+    """One connection per address, opened on first use and reopened lazily after it failed."""
+
+    def __init__(self, connect_timeout: float = 3.0, on_request: RequestHandler | None = None,
+                 io_timeout: float = DEFAULT_IO_TIMEOUT) -> None:
+        self.connect_timeout = connect_timeout
+        self._on_request = on_request
+        self._io_timeout = io_timeout
+        self._conns: dict[str, RemotingConnection] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self, addr: str, connect_timeout: float | None = None) -> RemotingConnection:
+        conn = self._conns.get(addr)
+        if conn is not None and not conn.closed:
+            return conn
+        with self._lock:
+            addr_lock = self._locks.setdefault(addr, threading.Lock())
+        with addr_lock:  # one connect per address at a time; other addresses are not held up
+            conn = self._conns.get(addr)
+            if conn is not None and not conn.closed:
+                return conn
+            if self._closed:
+                raise RemotingConnectError(f"{addr}: connection pool is closed")
+            conn = RemotingConnection(addr, connect_timeout or self.connect_timeout, self._on_request,
+                                      self._io_timeout)
+            self._conns[addr] = conn
+            return conn
+
+    def invoke(self, addr: str, cmd: RemotingCommand, timeout: float) -> RemotingCommand:
+        """A sync call whose ``timeout`` covers connecting too."""
+        start = time.monotonic()
+        conn = self.get(addr, min(self.connect_timeout, timeout))
+        remaining = timeout - (time.monotonic() - start)
+        if remaining <= 0:
+            raise RemotingConnectError(f"{addr}: connecting used up the {timeout:.3f}s budget; nothing sent")
+        return conn.invoke(cmd, remaining)
+
+    def invoke_async(self, addr: str, cmd: RemotingCommand, timeout: float,
+                     convert: Converter | None = None) -> Future[Any]:
+        return self.get(addr, min(self.connect_timeout, timeout)).invoke_async(cmd, timeout, convert)
+
+    def invoke_oneway(self, addr: str, cmd: RemotingCommand) -> None:
+        self.get(addr).invoke_oneway(cmd)
+
+    def close_addr(self, addr: str) -> None:
+        conn = self._conns.pop(addr, None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        for addr in list(self._conns):
+            self.close_addr(addr)
+
+    def __enter__(self) -> ConnectionPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,235 @@
+"""Client-side request builders and response parsers (sans-IO): what MQClient puts on the wire and how it
+reads the answers. Header field names and value spellings follow section C of the protocol reference."""
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from harness.errors import ResponseError
+from harness.remoting import jsonbody
+from harness.remoting.codes import (AUTO_CREATE_TOPIC_KEY, PULL_FLAG_COMMIT_OFFSET, PULL_FLAG_SUBSCRIPTION,
+                                    PULL_FLAG_SUSPEND, RequestCode, ResponseCode)
+from harness.remoting.frame import RemotingCommand, stringify
+from harness.remoting.message import (NAME_VALUE_SEPARATOR, PROPERTY_KEYS, PROPERTY_MAX_OFFSET,
+                                      PROPERTY_MAX_RECONSUME_TIMES, PROPERTY_MIN_OFFSET, PROPERTY_RECONSUME_TIME,
+                                      PROPERTY_SEPARATOR, PROPERTY_TAGS, PROPERTY_UNIQ_KEY, PROPERTY_WAIT,
+                                      BatchItem, MessageExt, decode_stored_messages, encode_batch_body,
+                                      encode_properties, java_string_hash)
+from harness.remoting.route import DEFAULT_TOPIC_QUEUE_NUMS, MessageQueue
+
+RETRY_GROUP_TOPIC_PREFIX = "%RETRY%"
+CLIENT_INNER_PRODUCER = "CLIENT_INNER_PRODUCER"
+
+SEND_STATUS = {ResponseCode.SUCCESS: "SEND_OK", ResponseCode.FLUSH_DISK_TIMEOUT: "FLUSH_DISK_TIMEOUT",
+               ResponseCode.FLUSH_SLAVE_TIMEOUT: "FLUSH_SLAVE_TIMEOUT",
+               ResponseCode.SLAVE_NOT_AVAILABLE: "SLAVE_NOT_AVAILABLE"}
+PULL_STATUS = {ResponseCode.SUCCESS: "FOUND", ResponseCode.PULL_NOT_FOUND: "NO_NEW_MSG",
+               ResponseCode.PULL_RETRY_IMMEDIATELY: "NO_MATCHED_MSG", ResponseCode.PULL_OFFSET_MOVED: "OFFSET_ILLEGAL"}
+
+
+@dataclass
+class Message:
+    topic: str
+    body: bytes
+    tags: str | None = None
+    keys: tuple[str, ...] = ()
+    properties: dict[str, str] = field(default_factory=dict)
+    flag: int = 0
+
+
+@dataclass
+class SendResult:
+    status: str  # SEND_OK | FLUSH_DISK_TIMEOUT | FLUSH_SLAVE_TIMEOUT | SLAVE_NOT_AVAILABLE
+    msg_id: str
+    offset_msg_id: str
+    queue: MessageQueue
+    queue_offset: int
+    broker_addr: str
+
+
+@dataclass
+class PullResult:
+    status: str  # FOUND | NO_NEW_MSG | NO_MATCHED_MSG | OFFSET_ILLEGAL
+    next_begin_offset: int
+    min_offset: int
+    max_offset: int
+    suggest_which_broker_id: int
+    messages: list[MessageExt]
+
+
+class UniqIds:
+    """UNIQ_KEY values in the MessageClientIDSetter layout, cheap enough for the send hot path:
+    ip(4) pid(2) salt(4) are fixed hex, ms-since-month-start(4) and a counter(2) vary."""
+
+    def __init__(self, ip: str = "127.0.0.1") -> None:
+        packed = ipaddress.ip_address(ip).packed[-4:] + (os.getpid() & 0xFFFF).to_bytes(2, "big") + os.urandom(4)
+        self._prefix = packed.hex().upper()
+        self._counter = itertools.count()
+        self._month_start = self._month_end = 0.0
+
+    def next(self) -> str:
+        now = time.time()
+        if not self._month_start <= now < self._month_end:
+            self._roll_month(now)
+        since = int((now - self._month_start) * 1000) & 0xFFFFFFFF
+        return f"{self._prefix}{since:08X}{next(self._counter) & 0xFFFF:04X}"
+
+    def _roll_month(self, now: float) -> None:
+        t = time.localtime(now)
+        self._month_start = time.mktime((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, -1))
+        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        self._month_end = time.mktime((year, month, 1, 0, 0, 0, 0, 0, -1))
+
+
+def message_properties(msg: Message, uniq_key: str) -> str:
+    """The properties string of a send: user properties plus TAGS, KEYS, WAIT=true and UNIQ_KEY."""
+    if not msg.properties and not msg.tags and not msg.keys:  # the common case, without a dict
+        return f"{PROPERTY_WAIT}{NAME_VALUE_SEPARATOR}true{PROPERTY_SEPARATOR}" \
+               f"{PROPERTY_UNIQ_KEY}{NAME_VALUE_SEPARATOR}{uniq_key}"
+    return encode_properties(_props_dict(msg, uniq_key))
+
+
+def uniq_key_of(msg: Message, ids: UniqIds) -> str:
+    """A caller-set UNIQ_KEY is kept (as MessageClientIDSetter does); otherwise a new one."""
+    return msg.properties.get(PROPERTY_UNIQ_KEY) or ids.next()
+
+
+def send_request(group: str, msg: Message, queue: MessageQueue, properties: str) -> RemotingCommand:
+    """SEND_MESSAGE_V2 with the short a..n header names."""
+    ext = _send_ext(group, queue, msg.flag, properties, batch=False)
+    if msg.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
+        # The broker honours these for retry topics; the Java client moves them out of the properties.
+        ext["j"] = msg.properties.get(PROPERTY_RECONSUME_TIME, "0")
+        ext["l"] = msg.properties.get(PROPERTY_MAX_RECONSUME_TIMES, "16")
+    return RemotingCommand(code=RequestCode.SEND_MESSAGE_V2, ext_fields=ext, body=msg.body)
+
+
+def batch_request(group: str, msgs: list[Message], queue: MessageQueue,
+                  uniq_keys: list[str]) -> RemotingCommand:
+    """SEND_BATCH_MESSAGE: each inner message carries its own UNIQ_KEY; the outer properties only WAIT."""
+    items = [BatchItem(m.body, _props_dict(m, key), m.flag) for m, key in zip(msgs, uniq_keys)]
+    ext = _send_ext(group, queue, 0, f"{PROPERTY_WAIT}{NAME_VALUE_SEPARATOR}true", batch=True)
+    return RemotingCommand(code=RequestCode.SEND_BATCH_MESSAGE, ext_fields=ext, body=encode_batch_body(items))
+
+
+def _props_dict(msg: Message, uniq_key: str) -> dict[str, str]:
+    props = dict(msg.properties)
+    if msg.tags:
+        props[PROPERTY_TAGS] = msg.tags
+    if msg.keys:
+        props[PROPERTY_KEYS] = " ".join(msg.keys)
+    props.setdefault(PROPERTY_WAIT, "true")
+    props[PROPERTY_UNIQ_KEY] = uniq_key
+    return props
+
+
+def _send_ext(group: str, queue: MessageQueue, flag: int, properties: str, batch: bool) -> dict[str, str]:
+    return {"a": group, "b": queue.topic, "c": AUTO_CREATE_TOPIC_KEY, "d": str(DEFAULT_TOPIC_QUEUE_NUMS),
+            "e": str(queue.queue_id), "f": "0", "g": str(int(time.time() * 1000)), "h": str(flag),
+            "i": properties, "j": "0", "k": "false", "m": "true" if batch else "false", "n": queue.broker_name}
+
+
+def parse_send_response(resp: RemotingCommand, queue: MessageQueue, msg_id: str, addr: str) -> SendResult:
+    status = SEND_STATUS.get(resp.code)  # type: ignore[call-overload]
+    if status is None:
+        raise ResponseError(resp.code, resp.remark, addr)
+    ext = resp.ext_fields
+    written = MessageQueue(queue.topic, queue.broker_name, int(ext.get("queueId", queue.queue_id)))
+    return SendResult(status, msg_id, ext.get("msgId", ""), written, int(ext.get("queueOffset", -1)), addr)
+
+
+# ---------------------------------------------------------------- pull
+
+def pull_request(group: str, queue: MessageQueue, offset: int, max_nums: int, subscription: str,
+                 suspend_ms: int, commit_offset: int | None, sub_version: int) -> RemotingCommand:
+    """PULL_MESSAGE with the subscription in the request (bit 2), so no heartbeat is needed first."""
+    sys_flag = PULL_FLAG_SUBSCRIPTION | (PULL_FLAG_SUSPEND if suspend_ms > 0 else 0)
+    if commit_offset is not None:
+        sys_flag |= PULL_FLAG_COMMIT_OFFSET
+    ext = {"consumerGroup": group, "topic": queue.topic, "queueId": str(queue.queue_id),
+           "queueOffset": str(offset), "maxMsgNums": str(max_nums), "sysFlag": str(sys_flag),
+           "commitOffset": str(commit_offset if commit_offset is not None else 0),
+           "suspendTimeoutMillis": str(suspend_ms), "subscription": subscription,
+           "subVersion": str(sub_version), "expressionType": "TAG", "bname": queue.broker_name}
+    return RemotingCommand(code=RequestCode.PULL_MESSAGE, ext_fields=ext)
+
+
+def parse_pull_response(resp: RemotingCommand, subscription: str, addr: str) -> PullResult:
+    status = PULL_STATUS.get(resp.code)  # type: ignore[call-overload]
+    if status is None:
+        raise ResponseError(resp.code, resp.remark, addr)
+    ext = resp.ext_fields
+    min_offset, max_offset = int(ext.get("minOffset", 0)), int(ext.get("maxOffset", 0))
+    messages: list[MessageExt] = []
+    if status == "FOUND" and resp.body:
+        messages = decode_stored_messages(resp.body)
+        tags = parse_tags(subscription)
+        if tags:  # the broker filters by tag hash only; like the Java client, check the real tag again
+            messages = [m for m in messages if m.tags in tags]
+        for m in messages:
+            m.properties[PROPERTY_MIN_OFFSET] = str(min_offset)
+            m.properties[PROPERTY_MAX_OFFSET] = str(max_offset)
+    return PullResult(status, int(ext.get("nextBeginOffset", 0)), min_offset, max_offset,
+                      int(ext.get("suggestWhichBrokerId", 0)), messages)
+
+
+def parse_tags(subscription: str) -> frozenset[str]:
+    """Tags of a TAG expression; empty for ``*`` (everything)."""
+    if not subscription or subscription.strip() == "*":
+        return frozenset()
+    return frozenset(t.strip() for t in subscription.split("||") if t.strip())
+
+
+# ---------------------------------------------------------------- heartbeat and admin bodies
+
+@dataclass(frozen=True)
+class ConsumerRegistration:
+    """A consumer group this client heartbeats: topic -> tag expression."""
+
+    group: str
+    subscriptions: dict[str, str]
+    consume_from_where: str = "CONSUME_FROM_LAST_OFFSET"
+    sub_version: int = field(default_factory=lambda: int(time.time() * 1000))
+
+
+def heartbeat_body(client_id: str, producer_group: str, consumers: Iterable[ConsumerRegistration]) -> bytes:
+    return jsonbody.dumps({
+        "clientID": client_id,
+        "producerDataSet": [{"groupName": producer_group}, {"groupName": CLIENT_INNER_PRODUCER}],
+        "consumerDataSet": [_consumer_data(c) for c in consumers],
+    })
+
+
+def _consumer_data(reg: ConsumerRegistration) -> dict[str, object]:
+    subs = []
+    for topic, expression in sorted(reg.subscriptions.items()):
+        tags = sorted(parse_tags(expression))
+        subs.append({"classFilterMode": False, "topic": topic, "subString": expression or "*",
+                     "tagsSet": tags, "codeSet": [java_string_hash(t) for t in tags],
+                     "subVersion": reg.sub_version, "expressionType": "TAG"})
+    return {"groupName": reg.group, "consumeType": "CONSUME_ACTIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": reg.consume_from_where, "subscriptionDataSet": subs, "unitMode": False}
+
+
+def request(code: int, **fields: object) -> RemotingCommand:
+    """A request whose header fields are stringified as extFields (None values left out)."""
+    return RemotingCommand(code=code, ext_fields=stringify(fields))
+
+
+def check(resp: RemotingCommand, addr: str, *ok: int) -> RemotingCommand:
+    """The response itself when its code is SUCCESS (or one of ``ok``); ResponseError otherwise."""
+    if resp.code != ResponseCode.SUCCESS and resp.code not in ok:
+        raise ResponseError(resp.code, resp.remark, addr)
+    return resp
+
+
+def consumer_id_list(body: bytes) -> list[str]:
+    return [str(c) for c in (jsonbody.loads(body).get("consumerIdList") or [])] if body else []
+
+
+def kv_table(body: bytes) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (jsonbody.loads(body).get("table") or {}).items()} if body else {}
