@@ -38,6 +38,7 @@ class Connection(asyncio.Protocol):
         self.last_active = asyncio.get_running_loop().time()
         self.attributes: dict[str, object] = {}
         """Free slots for handlers (e.g. the broker a NameServer connection belongs to)."""
+        self._batch: list[bytes] | None = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,8 +61,16 @@ class Connection(asyncio.Protocol):
             logger.warning("%s: closing connection %s from %s: %s", self._server.name, self.conn_id, self.peer, exc)
             self.close()
             return
-        for cmd in commands:
-            self._server._dispatch(cmd, self)
+        # Replies made while this chunk is dispatched leave in one write: a syscall per reply would cost
+        # more than the whole send path when a client pipelines requests.
+        self._batch = []
+        try:
+            for cmd in commands:
+                self._server._dispatch(cmd, self)
+        finally:
+            batch, self._batch = self._batch, None
+            if batch and self._transport is not None and not self._transport.is_closing():
+                self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     # -- API for handlers
     def send(self, cmd: RemotingCommand) -> None:
@@ -69,11 +78,15 @@ class Connection(asyncio.Protocol):
         if self.closed or self._transport is None or self._transport.is_closing():
             return
         try:
-            self._transport.write(encode_command(cmd))
+            frame = encode_command(cmd)
         except FrameError as exc:
             logger.error("%s: cannot encode reply to %s: %s", self._server.name, self.peer, exc)
-            self._transport.write(encode_command(RemotingCommand(
-                code=ResponseCode.SYSTEM_ERROR, opaque=cmd.opaque, flag=cmd.flag, remark=str(exc))))
+            frame = encode_command(RemotingCommand(
+                code=ResponseCode.SYSTEM_ERROR, opaque=cmd.opaque, flag=cmd.flag, remark=str(exc)))
+        if self._batch is not None:
+            self._batch.append(frame)
+        else:
+            self._transport.write(frame)
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -217,27 +217,41 @@ def _decode_binary_map(table: bytes) -> dict[str, str]:
 class FrameDecoder:
     """Incremental decoder: feed bytes as they arrive, get whole commands back.
 
-    Raises FrameError for an oversize or undecodable frame; the stream cannot be resynchronised after that,
-    so the caller should close the connection.
+    An oversize or undecodable frame poisons the stream (it cannot be resynchronised): ``feed`` then returns
+    the good commands that came before it in the same read and sets ``error``, so the caller can answer
+    those first and then close the connection; any later ``feed`` raises that error. With no good command
+    before the bad frame, ``feed`` raises at once.
     """
 
     def __init__(self, max_frame_length: int = MAX_FRAME_LENGTH) -> None:
         self._buffer = bytearray()
         self._max = max_frame_length
+        self.error: FrameError | None = None
 
     def feed(self, data: bytes) -> list[RemotingCommand]:
+        if self.error is not None:
+            raise self.error
         self._buffer += data
         commands: list[RemotingCommand] = []
+        try:
+            self._drain(commands)
+        except FrameError as exc:
+            self.error = exc
+            self._buffer.clear()
+            if not commands:
+                raise
+        return commands
+
+    def _drain(self, commands: list[RemotingCommand]) -> None:
         while len(self._buffer) >= 4:
             (length,) = struct.unpack_from(">i", self._buffer, 0)
             if length < 4 or length + 4 > self._max:
                 raise FrameError(f"frame length {length} is outside 4..{self._max - 4}")
             if len(self._buffer) < length + 4:
-                break
+                return
             frame = bytes(self._buffer[4:4 + length])
             del self._buffer[:4 + length]
             commands.append(decode_command(frame))
-        return commands
 
     @property
     def pending_bytes(self) -> int:

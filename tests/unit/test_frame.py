@@ -104,3 +104,12 @@ def test_random_garbage_never_raises_anything_but_frame_error() -> None:
             FrameDecoder().feed(struct.pack(">i", len(data)) + data)
         except FrameError:
             pass
+
+
+def test_good_frames_before_a_bad_one_are_returned_then_the_stream_is_poisoned() -> None:
+    decoder = FrameDecoder()
+    good = encode_command(RemotingCommand(code=34, opaque=1))
+    got = decoder.feed(good + struct.pack(">i", -1))
+    assert [c.opaque for c in got] == [1] and decoder.error is not None
+    with pytest.raises(FrameError):
+        decoder.feed(good)
