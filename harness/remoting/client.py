@@ -10,13 +10,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from harness.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
 from harness.remoting.codes import ResponseCode
@@ -33,6 +34,12 @@ _RECV_SIZE = 256 * 1024
 #: A write that cannot finish in this time (a black-holed peer with full buffers) closes the connection;
 #: the same socket timeout makes the reader wake up on idle connections, which it simply ignores.
 DEFAULT_IO_TIMEOUT = 10.0
+
+
+def encode_frame(cmd: RemotingCommand) -> bytes:
+    """Commands may render their own frame (the send hot path pre-renders its header); others use the codec."""
+    render = getattr(cmd, "encode_frame", None)
+    return render() if render is not None else encode_command(cmd)  # type: ignore[no-any-return]
 
 
 def next_opaque() -> int:
@@ -106,7 +113,23 @@ class _Sweeper:
         return expired
 
 
-_sweeper = _Sweeper()
+_sweeper: _Sweeper | None = None
+
+
+def _sweep_after(timeout: float, opaque: int, conn: RemotingConnection, code: int) -> None:
+    # Made on first use, not at import: its lock must be gevent's when Locust patched after importing us.
+    global _sweeper
+    if _sweeper is None:
+        _sweeper = _Sweeper()
+    _sweeper.add(timeout, opaque, conn, code)
+
+
+def _forget_sweeper() -> None:
+    global _sweeper
+    _sweeper = None  # a forked child (Locust --processes) inherits the heap but not the thread
+
+
+os.register_at_fork(after_in_child=_forget_sweeper)
 
 
 class RemotingConnection:
@@ -122,6 +145,8 @@ class RemotingConnection:
         self._write_lock = threading.Lock()
         self._outbox: list[bytes] = []
         self._writing = False
+        self._writer: threading.Thread | None = None
+        self._writer_wake = threading.Event()
         self._closed = False
         self._close_reason = "closed"
         self._sock = self._connect(connect_timeout, io_timeout)
@@ -165,9 +190,9 @@ class RemotingConnection:
         """Send ``cmd`` without waiting; the future fails with RemotingTimeoutError after ``timeout``.
 
         With ``convert``, the future's result is ``convert(response)``, computed in the reader thread."""
-        fut = self._register(cmd, convert)
+        fut = self._register(cmd, convert, defer=True)
         if not fut.done():
-            _sweeper.add(timeout, cmd.opaque, self, cmd.code)
+            _sweep_after(timeout, cmd.opaque, self, cmd.code)
         return fut
 
     def invoke_oneway(self, cmd: RemotingCommand) -> None:
@@ -175,29 +200,40 @@ class RemotingConnection:
         cmd.flag = (cmd.flag | FLAG_ONEWAY) & ~FLAG_RESPONSE
         if self._closed:
             raise RemotingConnectError(f"{self.addr}: connection {self._close_reason}")
-        self._write(encode_command(cmd))
+        self._write(encode_frame(cmd))
 
-    def _register(self, cmd: RemotingCommand, convert: Converter | None = None) -> Future[Any]:
+    def _register(self, cmd: RemotingCommand, convert: Converter | None = None, defer: bool = False) -> Future[Any]:
         cmd.opaque = opaque = next_opaque()
         cmd.flag &= ~(FLAG_RESPONSE | FLAG_ONEWAY)
-        frame = encode_command(cmd)
+        frame = encode_frame(cmd)
         fut: Future[Any] = Future()
         # Registered before the write: the response may arrive before _write returns.
         self._pending[opaque] = (fut, convert)
         if self._closed:  # checked after registering, so a concurrent close() either sees us or we see it
             self._pending.pop(opaque, None)
             raise RemotingConnectError(f"{self.addr}: connection {self._close_reason}")
-        self._write(frame)
+        self._write(frame, defer)
         return fut
 
-    def _write(self, frame: bytes) -> None:
-        """Serialized writes; callers arriving while another writes leave their frame for it to send, so
-        concurrent callers (greenlets, pipelined sends) coalesce into fewer, larger sendall calls."""
+    def _write(self, frame: bytes, defer: bool = False) -> None:
+        """Serialized writes: whoever finds no write in progress becomes the writer and sends, in one
+        sendall, everything queued meanwhile. ``defer`` hands that job to the connection's writer thread,
+        so pipelined callers never wait for a syscall and their frames leave in large batches."""
         with self._write_lock:
             self._outbox.append(frame)
             if self._writing:
                 return
             self._writing = True
+            if defer and self._writer is None:
+                self._writer = threading.Thread(target=self._writer_loop, name=f"remoting-writer-{self.addr}",
+                                                daemon=True)
+                self._writer.start()
+        if defer:
+            self._writer_wake.set()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
         while True:
             with self._write_lock:
                 if self._closed:
@@ -214,6 +250,15 @@ class RemotingConnection:
                     self._writing = False
                 self._shutdown(f"write failed: {exc!r}")
                 raise RemotingError(f"{self.addr}: write failed, outcome unknown: {exc!r}") from None
+
+    def _writer_loop(self) -> None:
+        while not self._closed:
+            self._writer_wake.wait()
+            self._writer_wake.clear()
+            try:
+                self._flush()
+            except RemotingError:
+                return  # _shutdown failed every pending call already
 
     def _expire(self, opaque: int, code: int, timeout: float) -> None:
         entry = self._pending.pop(opaque, None)
@@ -236,6 +281,8 @@ class RemotingConnection:
                     break
                 for cmd in decoder.feed(data):
                     self._dispatch(cmd)
+                if decoder.error is not None:  # good frames before a bad one were served; now give up
+                    raise decoder.error
         except FrameError as exc:
             reason = f"undecodable frame: {exc}"
             logger.warning("%s: closing connection: %s", self.addr, reason)
@@ -268,10 +315,8 @@ class RemotingConnection:
                                               f" request type {request.code} not supported")
         response.opaque = request.opaque
         response.flag |= FLAG_RESPONSE
-        try:
-            self._write(encode_command(response))
-        except RemotingError:
-            pass  # the connection is gone; _shutdown already failed everything
+        # Deferred: the reader must never block in a write (a peer blocked writing to us would deadlock it).
+        self._write(encode_command(response), defer=True)
 
     # ------------------------------------------------------------ closing
 
@@ -283,6 +328,7 @@ class RemotingConnection:
         if not self._closed:
             self._close_reason = reason
             self._closed = True
+            self._writer_wake.set()  # lets the writer thread see the close and end
             try:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:

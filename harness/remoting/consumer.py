@@ -7,6 +7,7 @@ from its pull service). Offsets of what poll() returned are committed afterwards
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue as queue_mod
 import threading
@@ -212,7 +213,10 @@ class PullConsumer:
                 state.retry_at = now + self.error_backoff
                 continue
             state.inflight = fut
-            fut.add_done_callback(lambda f, mq=mq, st=state: self._done.put((mq, st, f)))
+            fut.add_done_callback(functools.partial(self._pull_done, mq, state))
+
+    def _pull_done(self, mq: MessageQueue, state: _QueueState, fut: Future[PullResult]) -> None:
+        self._done.put((mq, state, fut))  # runs in the reader thread: hand over, process in poll()
 
     def _take(self, item: tuple[MessageQueue, _QueueState, Future[PullResult]]) -> list[MessageExt]:
         mq, state, fut = item

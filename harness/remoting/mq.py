@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future

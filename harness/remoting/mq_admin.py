@@ -19,7 +19,7 @@ from harness.remoting.commands import (RETRY_GROUP_TOPIC_PREFIX, ConsumerRegistr
 from harness.remoting.frame import RemotingCommand
 from harness.remoting.message import (PROPERTY_DELAY, PROPERTY_MAX_RECONSUME_TIMES, PROPERTY_ORIGIN_MESSAGE_ID,
                                       PROPERTY_RECONSUME_TIME, PROPERTY_RETRY_TOPIC, MessageExt)
-from harness.remoting.route import ClusterInfo, NoRouteError, TopicRoute, parse_cluster_info
+from harness.remoting.route import ClusterInfo, MessageQueue, NoRouteError, TopicRoute, parse_cluster_info
 
 if TYPE_CHECKING:
     from harness.remoting.commands import SendResult
@@ -43,7 +43,8 @@ class AdminMixin:
     if TYPE_CHECKING:
         def topic_route(self, topic: str, refresh: bool = False) -> TopicRoute: ...
         def namesrv_invoke(self, cmd: RemotingCommand) -> tuple[RemotingCommand, str]: ...
-        def send(self, msg: Message, **kwargs: object) -> SendResult: ...
+        def send(self, msg: Message, *, queue: MessageQueue | None = None, timeout: float | None = None,
+                 retries: int = 2) -> SendResult: ...
 
     def _init_admin(self) -> None:
         self._consumers: dict[str, ConsumerRegistration] = {}
@@ -183,8 +184,8 @@ class AdminMixin:
                 accepted += 1
             except (RemotingError, ResponseError) as exc:
                 errors.append(exc)
-        for exc in errors:
-            logger.info("%s: broker call failed: %s", self.client_id, exc)
+        for error in errors:
+            logger.info("%s: broker call failed: %s", self.client_id, error)
         if raise_if_none and errors and not accepted:
             raise errors[-1]
 

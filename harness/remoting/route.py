@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.errors import RemotingConnectError
 from harness.remoting import jsonbody
-from harness.remoting.codes import AUTO_CREATE_TOPIC_KEY, MASTER_ID, PERM_READ, PERM_WRITE
+from harness.remoting.codes import MASTER_ID, PERM_READ, PERM_WRITE
 
 #: Queues per broker a producer uses for a topic not created yet (producer defaultTopicQueueNums).
 DEFAULT_TOPIC_QUEUE_NUMS = 4
@@ -93,7 +93,7 @@ class TopicRoute:
         """Writable queues of groups with a master, by broker name; orderTopicConf overrides all that."""
         if self.order_topic_conf:
             return _order_conf_queues(self.topic, self.order_topic_conf)
-        queues = []
+        queues: list[MessageQueue] = []
         for qd in sorted(self.queue_datas, key=lambda q: q.broker_name):
             broker = self.brokers.get(qd.broker_name)
             if qd.perm & PERM_WRITE and broker is not None and broker.master_addr is not None:
@@ -114,7 +114,7 @@ class TopicRoute:
 
 
 def _order_conf_queues(topic: str, conf: str) -> list[MessageQueue]:
-    queues = []
+    queues: list[MessageQueue] = []
     for item in conf.split(";"):
         name, sep, nums = item.strip().partition(":")
         if sep and nums.strip().isdigit():
@@ -182,7 +182,3 @@ def parse_cluster_info(body: bytes) -> ClusterInfo:
                for name, raw in (data.get("brokerAddrTable") or {}).items()}
     clusters = {name: tuple(members or ()) for name, members in (data.get("clusterAddrTable") or {}).items()}
     return ClusterInfo(brokers, clusters)
-
-
-def is_default_topic(topic: str) -> bool:
-    return topic == AUTO_CREATE_TOPIC_KEY

@@ -11,7 +11,8 @@ from harness.remoting.codes import RequestCode, ResponseCode
 from harness.remoting.commands import (ConsumerRegistration, Message, UniqIds, batch_request, heartbeat_body,
                                        message_properties, parse_pull_response, parse_send_response, parse_tags,
                                        pull_request, send_request)
-from harness.remoting.frame import FLAG_RESPONSE, RemotingCommand
+from harness.remoting.client import encode_frame
+from harness.remoting.frame import FLAG_RESPONSE, RemotingCommand, decode_command
 from harness.remoting.message import (HostAddress, MessageExt, decode_batch_body, decode_properties,
                                       encode_stored_message, java_string_hash)
 from harness.remoting.route import MessageQueue
@@ -39,9 +40,17 @@ def test_properties_always_carry_wait_and_uniq_key_plus_tags_and_keys() -> None:
     assert props == {"mine": "v", "TAGS": "TagA", "KEYS": "k1 k2", "WAIT": "true", "UNIQ_KEY": "K2"}
 
 
+def on_the_wire(cmd: RemotingCommand) -> RemotingCommand:
+    cmd.opaque, cmd.flag = 77, 2
+    frame = encode_frame(cmd)
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+    return decode_command(frame[4:])
+
+
 def test_send_request_has_every_v2_field_as_a_string() -> None:
-    cmd = send_request("grp", Message("T", b"body", flag=5), MQ, "P")
+    cmd = on_the_wire(send_request("grp", Message("T", b"body", flag=5), MQ, "P"))
     assert cmd.code == RequestCode.SEND_MESSAGE_V2 and cmd.body == b"body"
+    assert (cmd.opaque, cmd.flag, cmd.language, cmd.version) == (77, 2, "PYTHON", 409)
     ext = cmd.ext_fields
     assert {k: ext[k] for k in "abcdefhijkmn"} == {"a": "grp", "b": "T", "c": "TBW102", "d": "4", "e": "3",
                                                     "f": "0", "h": "5", "i": "P", "j": "0", "k": "false",
@@ -51,13 +60,21 @@ def test_send_request_has_every_v2_field_as_a_string() -> None:
 
 def test_retry_topic_sends_carry_reconsume_counts() -> None:
     msg = Message("%RETRY%g", b"x", properties={"RECONSUME_TIME": "2", "MAX_RECONSUME_TIMES": "5"})
-    ext = send_request("grp", msg, MessageQueue("%RETRY%g", "b", 0), "P").ext_fields
+    ext = on_the_wire(send_request("grp", msg, MessageQueue("%RETRY%g", "b", 0), "P")).ext_fields
     assert (ext["j"], ext["l"]) == ("2", "5")
+
+
+def test_pre_rendered_header_escapes_control_and_non_ascii_characters() -> None:
+    props = message_properties(Message("T", b"x", tags='t"\\', properties={"k": "värde ✓"}), "K")
+    cmd = on_the_wire(send_request('g"rp', Message("Tö", b"x"), MessageQueue("Tö", "b\\n", 0), props))
+    assert (cmd.ext_fields["a"], cmd.ext_fields["b"], cmd.ext_fields["n"]) == ('g"rp', "Tö", "b\\n")
+    assert decode_properties(cmd.ext_fields["i"]) == {"k": "värde ✓", "TAGS": 't"\\', "WAIT": "true",
+                                                      "UNIQ_KEY": "K"}
 
 
 def test_batch_request_gives_each_message_its_own_uniq_key() -> None:
     msgs = [Message("T", b"one", tags="A"), Message("T", b"two")]
-    cmd = batch_request("grp", msgs, MQ, ["K1", "K2"])
+    cmd = on_the_wire(batch_request("grp", msgs, MQ, ["K1", "K2"]))
     assert cmd.code == RequestCode.SEND_BATCH_MESSAGE and cmd.ext_fields["m"] == "true"
     items = decode_batch_body(cmd.body)
     assert [i.body for i in items] == [b"one", b"two"]
