@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from harness.errors import ConfigError, RemotingConnectError, RemotingError, RemotingTimeoutError, ResponseError
-from harness.remoting.client import ConnectionPool, split_addr
+from harness.remoting.client import split_addr
 from harness.remoting.codes import (AUTO_CREATE_TOPIC_KEY, MASTER_ID, RETRYABLE_SEND_CODES, RequestCode,
                                     ResponseCode)
 from harness.remoting.commands import (Message, PullResult, SendResult, UniqIds, batch_request, check,
@@ -27,6 +27,7 @@ from harness.remoting.commands import (Message, PullResult, SendResult, UniqIds,
 from harness.remoting.frame import RemotingCommand
 from harness.remoting.message import MessageExt
 from harness.remoting.mq_admin import AdminMixin
+from harness.remoting.pool import ConnectionPool
 from harness.remoting.route import MessageQueue, NoRouteError, QueueSelector, TopicRoute, parse_topic_route
 
 logger = logging.getLogger(__name__)

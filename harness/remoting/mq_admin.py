@@ -12,13 +12,14 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING
 
 from harness.errors import RemotingError, ResponseError
-from harness.remoting.client import ConnectionPool, RemotingConnection
+from harness.remoting.client import RemotingConnection
 from harness.remoting.codes import MASTER_ID, RequestCode, ResponseCode
 from harness.remoting.commands import (RETRY_GROUP_TOPIC_PREFIX, ConsumerRegistration, Message, check,
                                        consumer_id_list, heartbeat_body, kv_table, request)
 from harness.remoting.frame import RemotingCommand
 from harness.remoting.message import (PROPERTY_DELAY, PROPERTY_MAX_RECONSUME_TIMES, PROPERTY_ORIGIN_MESSAGE_ID,
                                       PROPERTY_RECONSUME_TIME, PROPERTY_RETRY_TOPIC, MessageExt)
+from harness.remoting.pool import ConnectionPool
 from harness.remoting.route import ClusterInfo, MessageQueue, NoRouteError, TopicRoute, parse_cluster_info
 
 if TYPE_CHECKING:

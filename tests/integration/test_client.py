@@ -218,6 +218,37 @@ def test_pull_consumers_share_the_queues_and_consume_everything(cluster: Cluster
         c2.close()
 
 
+def test_send_back_redelivers_through_the_retry_topic_then_the_dlq(cluster: Cluster) -> None:
+    with client(cluster) as c:
+        mq = MessageQueue(TOPIC, "broker-a", 3)
+        c.send(Message(TOPIC, b"again", tags="sb"), queue=mq)
+        msg = c.pull(mq, 0, group="sbgrp").messages[0]
+        c.send_back(msg, "sbgrp")
+        retry_mq = MessageQueue("%RETRY%sbgrp", "broker-a", 0)
+        wait_until(lambda: c.topic_route(retry_mq.topic, refresh=True), timeout=10, message="retry topic route")
+        retried = c.pull(retry_mq, 0, group="sbgrp").messages
+        assert [(m.body, m.reconsume_times, m.properties["RETRY_TOPIC"]) for m in retried] == [(b"again", 1, TOPIC)]
+        assert retried[0].msg_id == msg.msg_id
+        c.send_back(retried[0], "sbgrp", max_reconsume_times=1)  # retried enough: dead-letter queue
+        dlq_mq = MessageQueue("%DLQ%sbgrp", "broker-a", 0)
+        wait_until(lambda: c.topic_route(dlq_mq.topic, refresh=True), timeout=10, message="DLQ route")
+        assert [m.body for m in c.pull(dlq_mq, 0, group="sbgrp").messages] == [b"again"]
+
+
+def test_consumer_jumps_over_an_illegal_offset(cluster: Cluster) -> None:
+    with client(cluster) as c:
+        for mq in c.topic_route(TOPIC).subscribe_queues():
+            c.update_consumer_offset("jumpers", mq, 10_000, oneway=False)  # far beyond every queue's end
+        consumer = PullConsumer(c, "jumpers", TOPIC, rebalance_interval=0.5, suspend=1.0)
+        with consumer:
+            consumer.poll(timeout=0.5)
+            wait_until(lambda: len(consumer.assignment) == 4, timeout=10, message="assignment")
+            sent = {c.send(Message(TOPIC, b"after")).msg_id for _ in range(8)}
+            got: set[str] = set()
+            wait_until(lambda: got.update(m.msg_id for m in consumer.poll(timeout=0.2)) or got >= sent,
+                       timeout=15, message="messages after the corrected offsets")
+
+
 GEVENT_SCRIPT = """
 from gevent import monkey; monkey.patch_all()
 import sys, gevent

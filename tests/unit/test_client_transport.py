@@ -3,6 +3,7 @@ server->client requests, reconnects, and the same under gevent in a subprocess."
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -14,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
-from harness.remoting.client import ConnectionPool, RemotingConnection
+from harness.remoting.client import RemotingConnection
 from harness.remoting.codes import RequestCode, ResponseCode
 from harness.remoting.frame import FLAG_ONEWAY, SERIALIZE_ROCKETMQ, RemotingCommand
+from harness.remoting.pool import ConnectionPool
 from tests.fake_remoting_server import FakeServer, Peer
 from tests.helpers import wait_until
 
@@ -84,6 +86,20 @@ def test_a_silent_server_times_out_sync_and_async_calls() -> None:
             fut.result(timeout=5)
         assert time.monotonic() - start < 2
         assert conn.pending_count == 0 and not conn.closed
+        conn.close()
+
+
+def test_a_listening_socket_that_never_accepts_times_out() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the handshake; nobody ever reads
+        conn = RemotingConnection(f"127.0.0.1:{listener.getsockname()[1]}", connect_timeout=2)
+        start = time.monotonic()
+        with pytest.raises(RemotingTimeoutError):
+            conn.invoke(cmd(), timeout=0.3)
+        with pytest.raises(RemotingTimeoutError):
+            conn.invoke_async(cmd(), timeout=0.3).result(timeout=5)
+        assert time.monotonic() - start < 3
         conn.close()
 
 

@@ -12,6 +12,7 @@ from harness.errors import RemotingConnectError, RemotingError, RemotingTimeoutE
 from harness.remoting.codes import RequestCode, ResponseCode
 from harness.remoting.commands import Message
 from harness.remoting.frame import FLAG_ONEWAY, SERIALIZE_ROCKETMQ, RemotingCommand
+from harness.remoting.message import HostAddress, MessageExt, decode_properties
 from harness.remoting.mq import MQClient
 from harness.remoting.route import MessageQueue
 from tests.fake_remoting_server import FakeServer, Peer
@@ -229,3 +230,20 @@ def test_pull_follows_the_suggested_broker_and_clears_commit_for_slaves(servers:
             assert client.pull(mq, 0, group="g", commit_offset=5).status == "NO_NEW_MSG"
         client.pull(mq, 0, group="g", broker_id=1)
     assert seen == [("master", "5"), ("slave", "4"), ("master", "5"), ("slave", "4")]
+
+
+def test_send_back_falls_back_to_a_retry_topic_send_when_the_store_host_is_gone(servers: list[FakeServer]) -> None:
+    client, _ns, fakes = setup(servers, {"a": sending_broker()})
+    gone = FakeServer()
+    gone.close()
+    host, port = gone.addr.rsplit(":", 1)
+    msg = MessageExt("T", b"body", {"UNIQ_KEY": "U1", "TAGS": "t"}, reconsume_times=2,
+                     store_host=HostAddress(host, int(port)))
+    with client:
+        client.send_back(msg, "grp", max_reconsume_times=5)
+    sent = fakes["a"].peers[0].received[0]
+    assert sent.code == RequestCode.SEND_MESSAGE_V2 and sent.body == b"body"
+    assert (sent.ext_fields["b"], sent.ext_fields["j"], sent.ext_fields["l"]) == ("%RETRY%grp", "3", "5")
+    props = decode_properties(sent.ext_fields["i"])
+    assert (props["RETRY_TOPIC"], props["ORIGIN_MESSAGE_ID"], props["DELAY"], props["UNIQ_KEY"]) == (
+        "T", "U1", "5", "U1")
