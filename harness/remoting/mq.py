@@ -193,13 +193,23 @@ class MQClient(AdminMixin):
             addr = selector.route.master_addr(target.broker_name)
             cmd = send_request(self.producer_group, msg, target, message_properties(msg, uniq))
             return self._pool.invoke_async(addr, cmd, timeout or self.rpc_timeout,
-                                           lambda resp: parse_send_response(resp, target, uniq, addr))
+                                           self._send_converter(target, uniq, addr))
         except (RemotingError, ResponseError) as exc:
             if isinstance(exc, RemotingError):
                 self.request_route_refresh(msg.topic)
             failed: Future[SendResult] = Future()
             failed.set_exception(exc)
             return failed
+
+    def _send_converter(self, queue: MessageQueue, msg_id: str, addr: str) -> Callable[[RemotingCommand], SendResult]:
+        def convert(resp: RemotingCommand) -> SendResult:
+            try:
+                return parse_send_response(resp, queue, msg_id, addr)
+            except ResponseError as exc:
+                if exc.code in _SEND_REFRESH_CODES:  # e.g. a DLedger replica that lost the lead
+                    self.request_route_refresh(queue.topic)
+                raise
+        return convert
 
     # ------------------------------------------------------------ pulling
 

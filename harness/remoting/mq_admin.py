@@ -90,7 +90,9 @@ class AdminMixin:
         while not self._stop.is_set():
             self._wake.clear()
             now = time.monotonic()
-            requested, self._refresh_requests = self._refresh_requests, set()
+            requested = set()
+            while self._refresh_requests:  # set.pop is atomic: a request added meanwhile is never lost
+                requested.add(self._refresh_requests.pop())
             if now >= next_routes:
                 requested.update(self._routes)
                 next_routes = now + self.route_poll_interval

@@ -247,3 +247,11 @@ def test_send_back_falls_back_to_a_retry_topic_send_when_the_store_host_is_gone(
     props = decode_properties(sent.ext_fields["i"])
     assert (props["RETRY_TOPIC"], props["ORIGIN_MESSAGE_ID"], props["DELAY"], props["UNIQ_KEY"]) == (
         "T", "U1", "5", "U1")
+
+
+def test_an_async_send_refused_by_a_non_leader_triggers_a_route_refresh(servers: list[FakeServer]) -> None:
+    client, ns, _ = setup(servers, {"a": sending_broker(ResponseCode.SERVICE_NOT_AVAILABLE)})
+    with client:
+        with pytest.raises(ResponseError):
+            client.send_async(Message("T", b"x")).result(timeout=5)
+        wait_until(lambda: len(ns.route_requests) >= 2, timeout=5, message="a second route lookup")
