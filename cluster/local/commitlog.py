@@ -278,6 +278,9 @@ class CommitLog:
         names = sorted(p for p in self.directory.iterdir() if p.name.isdigit() and len(p.name) == _NAME_DIGITS)
         for n, path in enumerate(names):
             start = int(path.name)
+            if path.stat().st_size == 0:  # created, never sized: a crash inside _new_segment
+                path.unlink()
+                continue
             if start != self._end:
                 logger.warning("commit log segment %s does not continue at %s; dropping it", path.name, self._end)
                 path.unlink()

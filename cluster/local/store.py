@@ -308,7 +308,7 @@ class MessageStore:
             if self._closed:
                 return
             self._closed = True
-            self.offsets.persist()
+            self.offsets.close()
             self.topics.persist()
             self.commitlog.close()
             for cq in self._queues.values():

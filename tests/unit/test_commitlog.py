@@ -180,3 +180,14 @@ def test_flush_is_safe_after_truncate(tmp_path: Path) -> None:
     log.append([b"x"], term=1)
     log.flush()
     log.close()
+
+
+def test_an_empty_segment_file_left_by_a_crash_is_ignored(tmp_path: Path) -> None:
+    log = CommitLog(tmp_path, segment_size=300)
+    log.append([b"a"], term=1)
+    end = log.end_position
+    log.close()
+    (tmp_path / f"{end:020d}").touch()
+    log = CommitLog(tmp_path, segment_size=300)
+    assert log.last_index == 1 and log.append([b"b"], term=1)[0].index == 2
+    log.close()

@@ -9,7 +9,7 @@ import cluster.local.store as store_module
 from cluster.local.commitlog import HEADER_SIZE
 from cluster.local.records import NewMessage, pack_host, tags_code_of
 from cluster.local.store import GetStatus, MessageStore
-from cluster.local.storemeta import TopicConfig
+from cluster.local.storemeta import ConsumerOffsets, TopicConfig
 from harness.remoting.message import decode_stored_messages, encode_properties, java_string_hash, offset_msg_id
 
 BORN = pack_host("10.1.2.3", 40000)
@@ -209,3 +209,17 @@ def test_put_tps_counters(store: MessageStore) -> None:
     store.get_messages("T", 0, 0, 32, 1 << 20)
     assert store.put_stats.total == 3 and store.get_stats.total == 3
     assert len(store.put_stats.tps_string().split()) == 3
+
+
+def test_consumer_offsets_survive_a_kill_through_the_journal(tmp_path: Path) -> None:
+    s = MessageStore(tmp_path, STORE_HOST)
+    s.offsets.commit("g", "T", 0, 5)
+    s.offsets.persist()
+    s.offsets.commit("g", "T", 0, 9)  # journaled only, as if the process died before the next snapshot
+    s.offsets.commit("g", "U", 1, 3)
+    with open(s.offsets.journal_path, "ab") as fh:
+        fh.write(b'["g@T", 0, 1')  # a line torn mid-write
+    offsets = ConsumerOffsets(s.offsets.path)
+    assert offsets.query("g", "T", 0) == 9 and offsets.query("g", "U", 1) == 3
+    offsets.close()
+    s.close()
