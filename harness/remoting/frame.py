@@ -155,7 +155,7 @@ def _decode_json_header(header: bytes) -> RemotingCommand:
             flag=_as_int(data.get("flag", 0), "flag"), language=str(language),
             version=_as_int(data.get("version", 0), "version"),
             remark=None if remark is None else str(remark),
-            ext_fields={str(k): _ext_value(v) for k, v in ext.items() if v is not None})
+            ext_fields=ext if _all_strings(ext) else {str(k): _ext_value(v) for k, v in ext.items() if v is not None})
     except (TypeError, AttributeError) as exc:
         raise FrameError(f"JSON header has a field of the wrong type: {exc}") from None
 
@@ -167,6 +167,14 @@ def _as_int(value: object, name: str) -> int:
         return int(value)
     except ValueError:
         raise FrameError(f"header field {name!r} is not an integer: {value!r}") from None
+
+
+def _all_strings(ext: dict[str, object]) -> bool:
+    # The common case (every value already a string) keeps the parsed dict: no per-field conversion.
+    for value in ext.values():
+        if type(value) is not str:
+            return False
+    return True
 
 
 def _ext_value(value: object) -> str:
