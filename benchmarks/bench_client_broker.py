@@ -1,17 +1,23 @@
 """Client and broker throughput: one NameServer and one broker process, ``size``-byte messages.
 
     .venv/bin/python benchmarks/bench_client_broker.py [--sync 5000] [--messages 50000] [--window 256]
-                                                       [--size 1024] [--queues 8]
+                                                       [--size 1024] [--queues 8] [--gevent]
 
 (a) sync sends from one thread, (b) pipelined async sends keeping ``window`` in flight on one connection,
 (c) pulls draining everything sent, one pull in flight per queue. For each phase: acknowledged msgs/s and
 CPU-seconds per 10k messages of this (client) process and of the broker process, from psutil cpu_times
-deltas. Prints figures, asserts nothing.
+deltas. ``--gevent`` runs the client monkey-patched, as inside Locust. Prints figures, asserts nothing.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+
+if "--gevent" in sys.argv:  # before anything imports socket or threading
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import argparse
 import tempfile
 import threading
 import time
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=1024, help="body bytes")
     parser.add_argument("--queues", type=int, default=8)
     parser.add_argument("--pull-batch", type=int, default=32)
+    parser.add_argument("--gevent", action="store_true", help="monkey-patch the client process first")
     args = parser.parse_args(argv)
     body = b"x" * args.size
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
@@ -135,7 +142,8 @@ def run_phases(args: argparse.Namespace, body: bytes, ns: NodeProcess, broker: N
                     raise
                 time.sleep(0.05)
         sync_sends(client, 200, body)  # warm-up: connections, route, broker code paths
-        print(f"{args.size}-byte messages, {len(queues)} queues, async window {args.window}")
+        print(f"{args.size}-byte messages, {len(queues)} queues, async window {args.window}"
+              + (", client under gevent" if args.gevent else ""))
         measure("(a) sync sends", broker_proc, lambda: sync_sends(client, args.sync, body))
         measure(f"(b) async sends (window {args.window})", broker_proc,
                 lambda: async_sends(client, args.messages, args.window, body))
