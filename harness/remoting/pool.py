@@ -22,6 +22,7 @@ class ConnectionPool:
         self._io_timeout = io_timeout
         self._conns: dict[str, RemotingConnection] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._failures: dict[str, tuple[float, str]] = {}  # addr -> (when, why) of the last failed connect
         self._lock = threading.Lock()
         self._closed = False
 
@@ -29,6 +30,7 @@ class ConnectionPool:
         conn = self._conns.get(addr)
         if conn is not None and not conn.closed:
             return conn
+        waiting_since = time.monotonic()
         with self._lock:
             addr_lock = self._locks.setdefault(addr, threading.Lock())
         with addr_lock:  # one connect per address at a time; other addresses are not held up
@@ -37,8 +39,17 @@ class ConnectionPool:
                 return conn
             if self._closed:
                 raise RemotingConnectError(f"{addr}: connection pool is closed")
-            conn = RemotingConnection(addr, connect_timeout or self.connect_timeout, self._on_request,
-                                      self._io_timeout)
+            failed = self._failures.get(addr)
+            if failed is not None and failed[0] >= waiting_since:
+                # The attempt we queued behind just failed: share its verdict instead of waiting as long again
+                # (a black-holed broker would otherwise cost every queued caller a full connect timeout).
+                raise RemotingConnectError(f"{failed[1]} (attempt shared with a concurrent caller)")
+            try:
+                conn = RemotingConnection(addr, connect_timeout or self.connect_timeout, self._on_request,
+                                          self._io_timeout)
+            except RemotingConnectError as exc:
+                self._failures[addr] = (time.monotonic(), str(exc))
+                raise
             self._conns[addr] = conn
             return conn
 

@@ -215,6 +215,26 @@ def test_pool_reconnects_lazily_after_the_connection_dropped(server: FakeServer)
         pool.get(server.addr)
 
 
+def test_callers_queued_behind_a_hanging_connect_share_its_failure() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        addr = f"127.0.0.1:{listener.getsockname()[1]}"
+        filler = socket.create_connection(("127.0.0.1", listener.getsockname()[1]))  # the backlog is full now
+        errors: list[BaseException] = []
+        with ConnectionPool(connect_timeout=0.5) as pool:
+            threads = [threading.Thread(target=_capture, args=(lambda: pool.get(addr), errors)) for _ in range(4)]
+            start = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            elapsed = time.monotonic() - start
+        filler.close()
+    assert len(errors) == 4 and all(isinstance(e, RemotingConnectError) for e in errors)
+    assert elapsed < 1.5  # one 0.5 s attempt, not four in a row
+
+
 GEVENT_SCRIPT = """
 from gevent import monkey; monkey.patch_all()
 import socket, threading, time
