@@ -161,8 +161,9 @@ class MQClient(AdminMixin):
         avoid: str | None = None
         for _ in range(attempts):
             selector = self._selector(topic)
-            target = queue or selector.select(avoid)
+            target: MessageQueue | None = None
             try:
+                target = queue or selector.select(avoid)
                 addr = selector.route.master_addr(target.broker_name)
                 return parse_send_response(self._pool.invoke(addr, build(target), timeout), target, msg_id, addr)
             except ResponseError as exc:
@@ -171,17 +172,14 @@ class MQClient(AdminMixin):
                 if exc.code in _SEND_REFRESH_CODES:
                     self.request_route_refresh(topic)
                 last = exc
-            except RemotingError as exc:
+            except RemotingError as exc:  # NoRouteError too: a group without a master needs a fresh route
                 self.request_route_refresh(topic)
                 last = exc
                 if not isinstance(exc, RemotingConnectError):
                     ambiguous = ambiguous or exc  # it may have been stored: a later failure cannot undo that
-            avoid = target.broker_name
+            avoid = target.broker_name if target is not None else avoid
         assert last is not None
-        if ambiguous is not None and not isinstance(last, RemotingTimeoutError):
-            raise RemotingTimeoutError(f"send to {topic}: outcome unknown after {attempts} attempts "
-                                       f"(an attempt failed ambiguously: {ambiguous}); last error: {last}") from last
-        raise last
+        raise _send_failure(topic, attempts, last, ambiguous)
 
     def send_async(self, msg: Message, *, queue: MessageQueue | None = None,
                    timeout: float | None = None) -> Future[SendResult]:
@@ -309,6 +307,16 @@ class MQClient(AdminMixin):
     def search_offset(self, queue: MessageQueue, timestamp_ms: int) -> int:
         resp = self._queue_call(queue, RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, timestamp=timestamp_ms)
         return int(resp.ext_fields["offset"])
+
+
+def _send_failure(topic: str, attempts: int, last: Exception, ambiguous: RemotingError | None) -> Exception:
+    """What a send that used up its attempts raises: ambiguous as soon as any attempt might have been stored."""
+    if ambiguous is None or isinstance(last, RemotingTimeoutError):
+        return last
+    error = RemotingTimeoutError(f"send to {topic}: outcome unknown after {attempts} attempts (an attempt "
+                                 f"failed ambiguously: {ambiguous}); last error: {last}")
+    error.__cause__ = last
+    return error
 
 
 def local_ip(towards: str) -> str:

@@ -255,3 +255,13 @@ def test_an_async_send_refused_by_a_non_leader_triggers_a_route_refresh(servers:
         with pytest.raises(ResponseError):
             client.send_async(Message("T", b"x")).result(timeout=5)
         wait_until(lambda: len(ns.route_requests) >= 2, timeout=5, message="a second route lookup")
+
+
+def test_a_group_without_master_fails_fast_and_the_new_master_is_picked_up(servers: list[FakeServer]) -> None:
+    client, ns, fakes = setup(servers, {"a": sending_broker()}, ids={"a": [1, 2]})  # between leaders
+    with client:
+        with pytest.raises(RemotingConnectError):
+            client.send(Message("T", b"x"))
+        ns.routes["T"] = bare_key_route({"a": {0: fakes["a"].addr, 2: fakes["a"].addr}})  # a leader is elected
+        wait_until(lambda: client.send(Message("T", b"x"), retries=0).status == "SEND_OK", timeout=5,
+                   message="a send after the route refresh")
