@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -24,8 +24,10 @@ from cluster.local.broker_offsets import OffsetProcessor
 from cluster.local.broker_pull import PullProcessor
 from cluster.local.broker_send import SendProcessor
 from cluster.local.broker_topics import TopicManager
+from cluster.local.commitlog import Entry
 from cluster.local.config import BrokerConfig
 from cluster.local.nsclient import AsyncRemotingClient
+from cluster.local.records import NewMessage
 from cluster.local.server import RemotingServer
 from cluster.local.store import MessageStore, PutResult
 from harness.errors import RemotingError
@@ -42,10 +44,18 @@ _UNREGISTER_TIMEOUT = 2.0
 
 
 class Replication(Protocol):
-    """What a replication layer (Raft) plugs into the send path; None for a single replica."""
+    """What a replication layer (Raft) plugs into the send path; None for a single replica.
+
+    With one, the store must not commit by itself (``store.auto_commit = False``): the layer calls
+    ``store.dispatch_committed`` as its commit index advances and ``store.rebuild_offsets`` after it
+    truncates the log. A DLedger adapter maps NotLeaderError to (SERVICE_NOT_AVAILABLE, ...) and
+    PendingFull / QuorumTimeout / LeadershipLost to (SYSTEM_ERROR, "[PC_SYNCHRONIZED]...")."""
 
     def refuse_write(self) -> tuple[int, str] | None:
         """(code, remark) when this replica must not take writes now (not the leader), else None."""
+
+    def append(self, payloads: list[bytes]) -> list[Entry]:
+        """Append as leader; raise RequestRejected when the records were certainly not stored."""
 
     async def wait_committed(self, index: int) -> tuple[int, str] | None:
         """Wait until ``index`` is committed; (code, remark) if it cannot be (quorum timeout, lost lead)."""
@@ -108,6 +118,11 @@ class Broker:
         logger.info("broker %s stopped; store closed", self.config.node_id)
 
     # ------------------------------------------------------------------ send path hooks
+    def put(self, topic: str, queue_id: int, messages: Sequence[NewMessage], born_host: bytes) -> PutResult:
+        """Store messages: straight into the commit log, or through the replication layer."""
+        append = self.replication.append if self.replication is not None else None
+        return self.store.put_messages(topic, queue_id, messages, born_host, append)
+
     def check_writable(self) -> None:
         refusal = self.replication.refuse_write() if self.replication is not None else None
         if refusal is not None:

@@ -116,7 +116,7 @@ class SendProcessor:
         else:
             messages = [NewMessage(request.body, outer, h.flag, h.sys_flag, h.born_timestamp, h.reconsume_times,
                                    tags_code_of(h.properties))]
-        result = self.store.put_messages(topic, queue_id, messages, born_host_of(conn))
+        result = self.broker.put(topic, queue_id, messages, born_host_of(conn))
         return self.broker.answer_after_commit(request, result, self._send_response)
 
     def _write_queue(self, config: TopicConfig, queue_id: int, group: str) -> int:
@@ -212,7 +212,7 @@ class SendProcessor:
         new = NewMessage(msg.body, encode_properties(props).encode(), msg.flag, msg.sys_flag, msg.born_timestamp,
                          msg.reconsume_times + 1, tags_code_of(encode_properties(props)))
         born = pack_host(msg.born_host.ip, msg.born_host.port)
-        result = self.store.put_messages(config.topic_name, 0, [new], born)
+        result = self.broker.put(config.topic_name, 0, [new], born)
         return self.broker.answer_after_commit(request, result, lambda req, _r: response(req, ResponseCode.SUCCESS))
 
 

@@ -12,6 +12,7 @@ Layout under the store directory: ``commitlog/`` (segments), ``consumequeue/<top
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from cluster.local.commitlog import HEADER_SIZE, CommitLog
+from cluster.local.commitlog import HEADER_SIZE, CommitLog, Entry
 from cluster.local.consumequeue import ConsumeQueue
 from cluster.local.records import (
     STORE_TS_PROBE, DispatchInfo, NewMessage, encode_record, pack_host, parse_dispatch, store_timestamp_of,
@@ -30,6 +31,7 @@ from harness.remoting.message import HostAddress
 
 logger = logging.getLogger(__name__)
 
+Appender = Callable[[list[bytes]], list[Entry]]
 ArrivalListener = Callable[[str, int, int, int], None]
 """Called as (topic, queue_id, new max offset, tags code) when a message becomes visible to consumers."""
 
@@ -97,9 +99,12 @@ class MessageStore:
             self.dispatch_committed(self.commitlog.last_index)
 
     # ------------------------------------------------------------------ append
-    def put_messages(self, topic: str, queue_id: int, messages: Sequence[NewMessage],
-                     born_host: bytes) -> PutResult:
-        """Append messages to one queue at consecutive queue offsets (a batch is one call)."""
+    def put_messages(self, topic: str, queue_id: int, messages: Sequence[NewMessage], born_host: bytes,
+                     append: Appender | None = None) -> PutResult:
+        """Append messages to one queue at consecutive queue offsets (a batch is one call).
+
+        ``append`` replaces ``commitlog.append(payloads, self.term)``: a Raft leader appends through its
+        node (which writes the same commit log). If it raises, nothing was stored and no offset is used."""
         key = (topic, queue_id)
         first = queue_offset = self._next_offsets.get(key, 0)
         topic_part, magic = self._topic_field(topic)
@@ -114,7 +119,7 @@ class MessageStore:
             infos.append(DispatchInfo(topic, queue_id, queue_offset, position, len(record), msg.tags_code))
             position += len(record) + HEADER_SIZE
             queue_offset += 1
-        entries = self.commitlog.append(payloads, self.term)
+        entries = append(payloads) if append is not None else self.commitlog.append(payloads, self.term)
         self._next_offsets[key] = queue_offset
         pending = self._pending
         for entry, info in zip(entries, infos):
@@ -143,9 +148,11 @@ class MessageStore:
 
     def _parse_entry(self, index: int) -> DispatchInfo | None:
         entry = self.commitlog.entry(index)
+        if not entry.payload:
+            return None  # a Raft leader's no-op entry
         try:
             return parse_dispatch(entry.payload, entry.position)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, struct.error) as exc:
             logger.error("commit log entry %s is not a message record, skipped: %s", index, exc)
             return None
 
@@ -209,7 +216,7 @@ class MessageStore:
             return False
         try:
             info = parse_dispatch(self.commitlog.read(position, size), position)
-        except ValueError:
+        except (ValueError, struct.error):
             return False
         return info.queue_offset == offset
 

@@ -153,8 +153,11 @@ def test_long_polling_wakes_on_arrival_and_expires(workdir: Path, node_reaper: l
         assert expired.code == ResponseCode.PULL_NOT_FOUND and time.monotonic() - started >= 0.5
         held = consumer.start_pull("g", "T", 0, 0, sys_flag=flags, suspend_ms=20_000, subscription="A")
         other = consumer.start_pull("g", "T", 1, 0, sys_flag=flags, suspend_ms=20_000)
-        time.sleep(0.2)  # give the broker time to park both pulls; the assertions below do not depend on it
+        with pytest.raises(TimeoutError):  # parked: no answer while nothing has arrived
+            consumer.wait(held, timeout=0.3)
         producer.send("T", b"not-a", {"TAGS": "B"}, queue_id=0)  # filtered out: stays held
+        with pytest.raises(TimeoutError):
+            consumer.wait(held, timeout=0.3)
         producer.send("T", b"yes", {"TAGS": "A"}, queue_id=0)
         started = time.monotonic()
         woke = consumer.wait(held, timeout=5)

@@ -223,3 +223,26 @@ def test_consumer_offsets_survive_a_kill_through_the_journal(tmp_path: Path) -> 
     assert offsets.query("g", "T", 0) == 9 and offsets.query("g", "U", 1) == 3
     offsets.close()
     s.close()
+
+
+def test_raft_noop_entries_and_an_injected_appender(tmp_path: Path) -> None:
+    """A Raft leader appends through its node (here: a stand-in) and writes empty no-op entries."""
+    s = MessageStore(tmp_path, STORE_HOST, auto_commit=False)
+    s.commitlog.append([b""], term=2)  # the new leader's no-op
+    r = s.put_messages("T", 0, [message(b"a")], BORN, append=lambda p: s.commitlog.append(p, 2))
+    assert r.last_index == 2 and s.commitlog.term_at(2) == 2
+    s.commitlog.append([b""], term=3)
+
+    def refused(payloads: list[bytes]) -> list:  # type: ignore[type-arg]
+        raise RuntimeError("not the leader")
+
+    with pytest.raises(RuntimeError):
+        s.put_messages("T", 0, [message(b"lost")], BORN, append=refused)
+    assert s.put_messages("T", 0, [message(b"b")], BORN).queue_offset == 1  # the refused one used no offset
+    s.dispatch_committed(4)
+    s.rebuild_offsets()
+    assert [m.body for m in decode_stored_messages(s.get_messages("T", 0, 0, 32, 1 << 20).body)] == [b"a", b"b"]
+    s.close()
+    s = MessageStore(tmp_path, STORE_HOST)
+    assert s.max_offset("T", 0) == 2 and s.put_messages("T", 0, [message(b"c")], BORN).queue_offset == 2
+    s.close()
