@@ -15,7 +15,7 @@ from harness.errors import ResponseError
 from harness.remoting import jsonbody
 from harness.remoting.codes import (AUTO_CREATE_TOPIC_KEY, PULL_FLAG_COMMIT_OFFSET, PULL_FLAG_SUBSCRIPTION,
                                     PULL_FLAG_SUSPEND, RequestCode, ResponseCode)
-from harness.remoting.frame import RemotingCommand, stringify
+from harness.remoting.frame import MAX_FRAME_LENGTH, FrameError, RemotingCommand, stringify
 from harness.remoting.message import (NAME_VALUE_SEPARATOR, PROPERTY_KEYS, PROPERTY_MAX_OFFSET,
                                       PROPERTY_MAX_RECONSUME_TIMES, PROPERTY_MIN_OFFSET, PROPERTY_RECONSUME_TIME,
                                       PROPERTY_SEPARATOR, PROPERTY_TAGS, PROPERTY_UNIQ_KEY, PROPERTY_WAIT,
@@ -112,7 +112,10 @@ class SendCommand(RemotingCommand):
         header = (f'{{"code":{self.code},"extFields":{self.ext_json},"flag":{self.flag},"language":'
                   f'"{self.language}","opaque":{self.opaque},"serializeTypeCurrentRPC":"JSON",'
                   f'"version":{self.version}}}').encode()
-        return _FRAME_HEAD.pack(4 + len(header) + len(self.body), len(header)) + header + self.body
+        length = 4 + len(header) + len(self.body)
+        if length + 4 > MAX_FRAME_LENGTH:  # the peer would close the connection, failing every call on it
+            raise FrameError(f"frame of {length + 4} bytes exceeds the {MAX_FRAME_LENGTH}-byte limit")
+        return _FRAME_HEAD.pack(length, len(header)) + header + self.body
 
 
 _FRAME_HEAD = struct.Struct(">ii")

@@ -12,7 +12,7 @@ from harness.remoting.commands import (ConsumerRegistration, Message, UniqIds, b
                                        message_properties, parse_pull_response, parse_send_response, parse_tags,
                                        pull_request, send_request)
 from harness.remoting.client import encode_frame
-from harness.remoting.frame import FLAG_RESPONSE, RemotingCommand, decode_command
+from harness.remoting.frame import FLAG_RESPONSE, FrameError, RemotingCommand, decode_command
 from harness.remoting.message import (HostAddress, MessageExt, decode_batch_body, decode_properties,
                                       encode_stored_message, java_string_hash)
 from harness.remoting.route import MessageQueue
@@ -56,6 +56,11 @@ def test_send_request_has_every_v2_field_as_a_string() -> None:
                                                     "f": "0", "h": "5", "i": "P", "j": "0", "k": "false",
                                                     "m": "false", "n": "broker-a"}
     assert ext["g"].isdigit() and "l" not in ext
+
+
+def test_an_oversize_send_is_refused_before_it_reaches_the_wire() -> None:
+    with pytest.raises(FrameError):
+        encode_frame(send_request("g", Message("T", bytes(16 * 1024 * 1024)), MQ, "P"))
 
 
 def test_retry_topic_sends_carry_reconsume_counts() -> None:
