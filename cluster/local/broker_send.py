@@ -60,6 +60,17 @@ class SendHeader:
 def parse_send_header(ext: dict[str, str], v2: bool) -> SendHeader:
     """SendMessageRequestHeader(V2): fields a..h are @CFNotNull, i..l optional."""
     n = _V2_NAMES if v2 else _V1_NAMES
+    try:  # the hot path: every field present and well formed
+        max_reconsume = ext.get(n[11])
+        return SendHeader(ext[n[0]], ext[n[1]], ext[n[2]], int(ext[n[3]]), int(ext[n[4]]), int(ext[n[5]]),
+                          int(ext[n[6]]), int(ext[n[7]]), ext.get(n[8]) or "", int(ext.get(n[9]) or 0),
+                          None if max_reconsume is None else int(max_reconsume))
+    except (KeyError, ValueError):
+        return _parse_send_header_precisely(ext, n, v2)
+
+
+def _parse_send_header_precisely(ext: dict[str, str], n: tuple[str, ...], v2: bool) -> SendHeader:
+    """The same fields again, one by one, so the error names the field that is missing or garbled."""
 
     def alias(i: int) -> str:
         return _V1_NAMES[i] if v2 else ""

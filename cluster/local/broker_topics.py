@@ -63,6 +63,7 @@ class TopicManager:
         """A system topic (retry, DLQ): created with ``queue_nums`` queues if missing."""
         config = self.table.get(topic)
         if config is None:
+            check_topic_name(topic)  # the group name inside comes from a client, and becomes a directory name
             config = TopicConfig(topic, queue_nums, queue_nums, perm)
             self.update(config)
             logger.info("topic %s created with %s queues", topic, queue_nums)

@@ -237,6 +237,7 @@ def test_heartbeat_groups_notify_and_subscriptions(workdir: Path, node_reaper: l
         gone = a.request(RequestCode.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": "g"})
         assert gone.code == ResponseCode.SYSTEM_ERROR and gone.remark == "no consumer for this group, g"
         assert a.request(RequestCode.HEART_BEAT, body=b"{not json").code == ResponseCode.SYSTEM_ERROR
+        assert a.heartbeat("10.0.0.1@a", "../escape", {"T": "*"}).code == ResponseCode.SYSTEM_ERROR
 
 
 def test_send_back_to_retry_then_dlq(workdir: Path, node_reaper: list[NodeProcess]) -> None:
