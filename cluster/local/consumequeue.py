@@ -22,12 +22,17 @@ class ConsumeQueue:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        size = os.fstat(self._fd).st_size
-        if size < _INITIAL_UNITS * UNIT_SIZE:
-            size = _INITIAL_UNITS * UNIT_SIZE
-            os.ftruncate(self._fd, size)
-        self._mm = mmap.mmap(self._fd, size)
+        # The map keeps its own descriptor; holding ours too would cost two per queue, and a broker with a
+        # thousand queues would run out under the usual 1024-descriptor limit.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size < _INITIAL_UNITS * UNIT_SIZE:
+                size = _INITIAL_UNITS * UNIT_SIZE
+                os.ftruncate(fd, size)
+            self._mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
         self._capacity = size // UNIT_SIZE
         self.count = self._find_count()
         self.dirty = False
@@ -72,11 +77,15 @@ class ConsumeQueue:
         self.dirty = True
 
     def flush(self) -> None:
+        """fsync (through a short-lived descriptor: the page cache is per file, not per descriptor)."""
         if self.dirty:
             self.dirty = False
-            os.fsync(self._fd)
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self.flush()
         self._mm.close()
-        os.close(self._fd)

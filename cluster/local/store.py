@@ -11,6 +11,7 @@ Layout under the store directory: ``commitlog/`` (segments), ``consumequeue/<top
 """
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import threading
@@ -26,7 +27,7 @@ from cluster.local.records import (
     STORE_TS_PROBE, DispatchInfo, NewMessage, encode_record, pack_host, parse_dispatch, store_timestamp_of,
     topic_field,
 )
-from cluster.local.storemeta import ConsumerOffsets, RateCounter, TopicTable
+from cluster.local.storemeta import ConsumerOffsets, RateCounter, TopicTable, write_json_atomic
 from harness.remoting.message import HostAddress
 
 logger = logging.getLogger(__name__)
@@ -92,8 +93,10 @@ class MessageStore:
         self._topic_fields: dict[str, tuple[bytes, int]] = {}
         self._io_lock = threading.Lock()  # close() waits for a flush running in a worker thread
         self._closed = False
+        self._checkpointed = -1
+        self._checkpoint = self.directory / "config" / "dispatch.checkpoint"
         self._load_queues()
-        self.dispatched_index = self._repair_queues()
+        self.dispatched_index = self._recover_dispatched_index()
         self.rebuild_offsets()
         if auto_commit:
             self.dispatch_committed(self.commitlog.last_index)
@@ -205,6 +208,17 @@ class MessageStore:
                 if queue_file.name.isdigit():
                     self._queues[(topic_dir.name, int(queue_file.name))] = ConsumeQueue(queue_file)
 
+    def _recover_dispatched_index(self) -> int:
+        """Where dispatching resumes. The consume queues say how far it got before a kill (their maps were in
+        the page cache); the checkpoint, written only after they were fsynced, bounds that after a power
+        loss, which can drop some queue's tail. Re-dispatching is idempotent, so the lower one is safe."""
+        derived = self._repair_queues()
+        try:
+            checkpoint = int(json.loads(self._checkpoint.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return derived
+        return max(0, min(derived, checkpoint, self.commitlog.last_index))
+
     def _repair_queues(self) -> int:
         """Drop consume-queue units that point at nothing valid (a log cut short by a crash) and return the
         last dispatched log index: dispatching is in index order, so it is the highest one referenced."""
@@ -312,9 +326,16 @@ class MessageStore:
         with self._io_lock:
             if self._closed:
                 return
+            dispatched = self.dispatched_index  # every unit up to here is already in the queues' maps
             self.commitlog.flush()
             for cq in list(self._queues.values()):
                 cq.flush()
+            self._write_checkpoint(dispatched)
+
+    def _write_checkpoint(self, dispatched: int) -> None:
+        if dispatched != self._checkpointed:
+            write_json_atomic(self._checkpoint, dispatched)
+            self._checkpointed = dispatched
 
     def close(self) -> None:
         with self._io_lock:
@@ -326,4 +347,5 @@ class MessageStore:
             self.commitlog.close()
             for cq in self._queues.values():
                 cq.close()
+            self._write_checkpoint(self.dispatched_index)
             self._queues.clear()
