@@ -115,10 +115,10 @@ class Connection:
     def side_made(self, side: Side) -> None:
         self._open_sides += 1
         assert side.transport is not None
+        side.transport.pause_reading()  # until both pipes exist (an upstream may speak first)
         if self.closing:
             side.transport.abort()  # the dial finished after the connection was given up
         elif side is self.client:
-            side.transport.pause_reading()
             self._dial = asyncio.get_running_loop().create_task(self._connect_upstream())
         else:
             self.upstream = side
@@ -147,6 +147,7 @@ class Connection:
         down = self._pipe(Direction.DOWNSTREAM, upstream, client)
         client.source, upstream.sink, upstream.source, client.sink = up, up, down, down
         client.transport.resume_reading()
+        upstream.transport.resume_reading()
 
     def _pipe(self, direction: Direction, source: Side, sink: Side) -> Pipe:
         assert source.transport is not None and sink.transport is not None

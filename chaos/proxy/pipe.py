@@ -84,6 +84,8 @@ class Stage:
         return await self.sleep_until(self.now() + seconds)
 
     async def sleep_until(self, when: float) -> bool:
+        if not self.active:
+            return False  # removed (or restarted) while passing a chunk on: flush, do not wait
         if when <= self.now():
             return True
         wake: asyncio.Future[bool] = self.pipe.loop.create_future()

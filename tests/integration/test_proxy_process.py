@@ -112,10 +112,11 @@ def test_launcher_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
 def test_the_server_exits_when_its_parent_is_gone(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     parent = (
-        "import subprocess, sys\n"
-        "p = subprocess.Popen([sys.executable, '-m', 'chaos.proxy', '--port', '0', '--parent-pid', str(__import__('os')"
-        ".getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "import os, pathlib, subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'chaos.proxy', '--port', '0', '--parent-pid', str(os.getpid())],"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(p.pid))\n"
+        "os._exit(0)  # gone at once, leaving the server behind on purpose\n"
     )
     subprocess.run([sys.executable, "-c", parent], check=True, timeout=15, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     child = int(pid_file.read_text())

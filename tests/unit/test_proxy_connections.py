@@ -174,3 +174,13 @@ def push_until_blocked(sock: socket.socket, limit: int) -> int:
             if not select.select([], [sock], [], 0.5)[1]:
                 break
     return sent
+
+
+def test_an_upstream_that_speaks_first_is_relayed(server: ServerThread) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        listen = make_proxy(server, f"127.0.0.1:{upstream.getsockname()[1]}")
+        with connect(listen) as sock:
+            greeter, _ = upstream.accept()
+            with greeter:
+                greeter.sendall(b"220 hello\r\n")  # before the client has said anything
+                assert recv_exact(sock, 11) == b"220 hello\r\n"
