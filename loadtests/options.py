@@ -11,7 +11,8 @@ DEFAULT_TOPIC = "RMQH_BENCH"
 
 @events.init_command_line_parser.add_listener
 def add_options(parser: Any) -> None:
-    group = parser.add_argument_group("rmq-harness", "RocketMQ producers and consumers")
+    # Locust's own parser takes include_in_web_ui on add_argument only, not on argument groups.
+    group = parser
     group.add_argument("--namesrv", env_var="HARNESS_NAMESRV", default="",
                        help="NameServer addresses, ';'-separated (default: the running cluster's state file)",
                        include_in_web_ui=True)
@@ -20,9 +21,9 @@ def add_options(parser: Any) -> None:
     group.add_argument("--topic", env_var="HARNESS_TOPIC", default=DEFAULT_TOPIC, include_in_web_ui=True)
     group.add_argument("--message-size", env_var="HARNESS_MESSAGE_SIZE", type=int, default=1024,
                        help="body size in bytes", include_in_web_ui=True)
-    group.add_argument("--tags", env_var="HARNESS_TAGS", default="TagA",
+    group.add_argument("--message-tags", env_var="HARNESS_MESSAGE_TAGS", default="TagA",
                        help="tag of sent messages; consumers subscribe to '*'", include_in_web_ui=True)
-    group.add_argument("--keys", env_var="HARNESS_KEYS", default="true", choices=["true", "false"],
+    group.add_argument("--message-keys", env_var="HARNESS_MESSAGE_KEYS", default="true", choices=["true", "false"],
                        help="give every message a unique KEYS property", include_in_web_ui=True)
     group.add_argument("--producer-rate", env_var="HARNESS_PRODUCER_RATE", type=float, default=0.0,
                        help="target sends per second per producer user (0 = as fast as acknowledged)",

@@ -56,8 +56,8 @@ class ProducerUser(RocketMQUser):
         super().__init__(environment)
         opts = environment.parsed_options
         self.topic: str = opts.topic
-        self.tags: str = opts.tags
-        self.unique_keys = opts.keys == "true"
+        self.tags: str = opts.message_tags
+        self.unique_keys = opts.message_keys == "true"
         self.window = max(1, opts.send_window)
         self.body_filler = os.urandom(max(0, opts.message_size))
         if opts.producer_rate > 0:

@@ -26,13 +26,13 @@ def rmqh(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 @pytest.fixture
 def home(tmp_path: Path):  # type: ignore[no-untyped-def]
     yield tmp_path
-    LocalCluster(tmp_path / ".rmqh" / "cluster").down(timeout=3)  # a failed test must not leak nodes
+    LocalCluster(tmp_path / "cluster").down(timeout=3)  # a failed test must not leak nodes
 
 
 def test_up_status_down(home: Path) -> None:
     up = rmqh(home, "up", "--profile", "fast")
     assert up.returncode == 0, up.stdout + up.stderr
-    state = json.loads((home / ".rmqh" / "cluster" / "state.json").read_text())
+    state = json.loads((home / "cluster" / "state.json").read_text())
     assert [n["node_id"] for n in state["nodes"]] == ["ns-0", "ns-1", "ns-2", "broker-a-0", "broker-b-0"]
 
     def all_registered() -> bool:
@@ -42,7 +42,7 @@ def test_up_status_down(home: Path) -> None:
 
     down = rmqh(home, "down")
     assert down.returncode == 0, down.stdout + down.stderr
-    assert LocalCluster(home / ".rmqh" / "cluster").live_pids() == []
+    assert LocalCluster(home / "cluster").live_pids() == []
     assert rmqh(home, "status").returncode == 1  # no cluster: a clear error, not a traceback
 
 
@@ -50,7 +50,7 @@ def test_bad_input_names_the_field_and_exits_2(home: Path) -> None:
     result = rmqh(home, "up", "--replicas", "9", "--topic", "bad topic")
     assert result.returncode == 2
     assert "replicas" in result.stderr and "topic" in result.stderr and "Traceback" not in result.stderr
-    assert not (home / ".rmqh" / "cluster" / "state.json").exists()
+    assert not (home / "cluster" / "state.json").exists()
     bad_demo = rmqh(home, "demo", "--duration", "0", "--window", "0")
     assert bad_demo.returncode == 2 and "--duration" in bad_demo.stderr and "--window" in bad_demo.stderr
 
@@ -70,21 +70,21 @@ def test_demo_writes_a_report_and_leaves_nothing_behind(home: Path) -> None:
     for event in ("run-started", "cluster-ready", "load-started", "load-stopped", "cluster-down", "run-finished"):
         assert event in events
     assert json.loads((run / "meta.json").read_text())["status"] == "completed"
-    assert LocalCluster(home / ".rmqh" / "cluster").live_pids() == []
+    assert LocalCluster(home / "cluster").live_pids() == []
 
 
 def test_nodes_exit_when_the_demo_harness_is_killed(home: Path) -> None:
     env = {**os.environ, "RMQH_HOME": str(home)}
     proc = subprocess.Popen([*RMQH, "demo", "--duration", "60", "--runs", str(home / "runs")], env=env, cwd=home,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cluster = LocalCluster(home / ".rmqh" / "cluster")
+    cluster = LocalCluster(home / "cluster")
     try:
         wait_until(lambda: len(cluster.live_pids()) == 5, timeout=60, message="5 node processes")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     wait_until(lambda: cluster.live_pids() == [], timeout=20, message="orphaned nodes to exit on their own")
-    wait_until(lambda: _processes_mentioning(str(home / ".rmqh")) == [], timeout=20,
+    wait_until(lambda: _processes_mentioning(str(home / "cluster")) == [], timeout=20,
                message="the orphaned Locust process to quit on its own")
     assert rmqh(home, "down").returncode == 0
 
