@@ -19,6 +19,7 @@ import dataclasses
 import json
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -220,9 +221,9 @@ class ToxiproxyClient:
                    proxy.enable if enabled else proxy.disable, proxy=name)
         # The library discards the answer, so a failed enable (port taken: 500) looks like a success. Check,
         # and if the state is wrong repeat the (idempotent) change directly to get the server's error.
-        state = self._request("GET", f"/proxies/{name}", proxy=name).json()
+        state = self._request("GET", _path("proxies", name), proxy=name).json()
         if state.get("enabled") is not enabled:
-            state = self._request("PATCH", f"/proxies/{name}", json={"enabled": enabled}, proxy=name).json()
+            state = self._request("PATCH", _path("proxies", name), json={"enabled": enabled}, proxy=name).json()
             if state.get("enabled") is not enabled:
                 raise ToxiproxyError(None, f"the server keeps enabled={state.get('enabled')}", proxy=name)
 
@@ -246,7 +247,7 @@ class ToxiproxyClient:
         body: dict[str, Any] = {"attributes": dict(attributes or {})}
         if toxicity is not None:
             body["toxicity"] = toxicity
-        answer = self._request("PATCH", f"/proxies/{proxy}/toxics/{name}", json=body, proxy=proxy, toxic=name)
+        answer = self._request("PATCH", _path("proxies", proxy, "toxics", name), json=body, proxy=proxy, toxic=name)
         return _toxic_info(answer.json())
 
     def remove_toxic(self, proxy: str, name: str) -> None:
@@ -259,7 +260,7 @@ class ToxiproxyClient:
     # -- counters and connections (not in the library)
     def stats(self, proxy: str) -> ProxyStats:
         """Byte counters of one proxy: live from the built-in server, from /metrics otherwise."""
-        data = self._request("GET", f"/proxies/{proxy}", proxy=proxy).json()
+        data = self._request("GET", _path("proxies", proxy), proxy=proxy).json()
         stats = data.get("stats")
         if not isinstance(stats, dict):
             return self.metrics().get(proxy, ProxyStats(proxy, ByteCount(0, 0), ByteCount(0, 0)))
@@ -281,7 +282,7 @@ class ToxiproxyClient:
 
     def connections(self, proxy: str) -> list[ConnectionInfo]:
         """Open connections of a proxy (built-in server only; toxiproxy-server answers 404)."""
-        answer = self._request("GET", f"/proxies/{proxy}/connections", proxy=proxy).json()
+        answer = self._request("GET", _path("proxies", proxy, "connections"), proxy=proxy).json()
         return [ConnectionInfo(item["client"], item.get("upstream_local")) for item in answer]
 
     def close(self) -> None:
@@ -366,6 +367,11 @@ def _message(raw: bytes | str) -> str:
         return str(json.loads(text)["error"])
     except (ValueError, KeyError, TypeError):
         return text.strip() or "(empty answer)"
+
+
+def _path(*segments: str) -> str:
+    """An API path with each segment quoted (a proxy name may hold any character but '/')."""
+    return "".join("/" + urllib.parse.quote(segment, safe="") for segment in segments)
 
 
 def _library_proxy(name: str) -> toxiproxy.Proxy:

@@ -54,6 +54,8 @@ class ProxyCollection:
         self.metrics = metrics
         self.rng = rng
         self._proxies: dict[str, Proxy] = {}
+        self._retired: list[Proxy] = []
+        """Deleted or replaced proxies whose connections may still be closing; shutdown waits for them too."""
         self._lock = asyncio.Lock()
 
     def all(self) -> dict[str, Proxy]:
@@ -99,7 +101,10 @@ class ProxyCollection:
             if not await existing.differs(spec.listen, spec.upstream):
                 return existing
             existing.stop()  # replaced; if the new one cannot start, the old one stays, stopped (as Toxiproxy)
-        return await self._start_new(spec)
+        proxy = await self._start_new(spec)
+        if existing is not None:
+            self._retire(existing)
+        return proxy
 
     async def update(self, name: str, body: bytes) -> Proxy:
         """PATCH (or the deprecated POST): listen, upstream and enabled; fields left out keep their values."""
@@ -116,8 +121,10 @@ class ProxyCollection:
 
     async def remove(self, name: str) -> None:
         async with self._lock:
-            self.get(name).stop()
+            proxy = self.get(name)
+            proxy.stop()
             del self._proxies[name]
+            self._retire(proxy)
 
     async def reset(self) -> None:
         """Enable every proxy and remove every toxic; proxies stay."""
@@ -126,10 +133,15 @@ class ProxyCollection:
                 await proxy.start()
                 proxy.toxics.clear()
 
+    def _retire(self, proxy: Proxy) -> None:
+        self._retired = [p for p in self._retired if p.connections]
+        if proxy.connections:
+            self._retired.append(proxy)
+
     async def close(self, timeout: float) -> None:
         """Server shutdown: stop all proxies and wait (bounded) for their connections to go."""
         async with self._lock:
-            proxies = list(self._proxies.values())
+            proxies = list(self._proxies.values()) + self._retired
             for proxy in proxies:
                 proxy.stop()
             await asyncio.gather(*(proxy.drain(timeout) for proxy in proxies))

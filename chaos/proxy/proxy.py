@@ -98,7 +98,7 @@ class Proxy:
     def _pipes(self, direction: Direction) -> Iterator[Pipe]:
         for conn in self.connections.values():
             pipe = conn.pipes.get(direction)
-            if pipe is not None:
+            if pipe is not None and not conn.closing:  # a closing connection takes no new toxics
                 yield pipe
 
     # -- views

@@ -216,3 +216,14 @@ def test_a_stalled_server_times_out_and_does_not_block_other_servers(client: Tox
         if thread.name.startswith("toxiproxy "):  # the wrapper's call threads
             thread.join(5)
             assert not thread.is_alive(), thread.name
+
+
+def test_names_with_spaces_work_everywhere(client: ToxiproxyClient, echo: EchoServer) -> None:
+    proxy = client.create_proxy("odd name", echo.address)
+    client.add_toxic("odd name", "latency", name="slow toxic")
+    assert client.update_toxic("odd name", "slow toxic", {"latency": 5}).attributes["latency"] == 5
+    client.disable("odd name")
+    client.enable("odd name")
+    assert round_trip(proxy.listen) >= 0.005
+    assert client.stats("odd name").upstream.received == 4
+    client.delete_proxy("odd name")
