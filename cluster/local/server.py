@@ -71,6 +71,10 @@ class Connection(asyncio.Protocol):
             batch, self._batch = self._batch, None
             if batch and self._transport is not None and not self._transport.is_closing():
                 self._transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if self._decoder.error is not None:  # good frames came first in this read: answered, now close
+            logger.warning("%s: closing connection %s from %s: %s", self._server.name, self.conn_id, self.peer,
+                           self._decoder.error)
+            self.close()
 
     # -- API for handlers
     def send(self, cmd: RemotingCommand) -> None:
