@@ -10,7 +10,12 @@ Used when no ``toxiproxy-server`` binary is on PATH. Terms, as in Toxiproxy:
   connections alike; **toxicity** is the chance it acts on a given connection direction.
 - **stage**: one toxic running on one pipe, with that connection's state and timers.
 
-Run it with ``python -m chaos.proxy`` or in-process with :class:`ToxiproxyServer`.
+Run it with ``python -m chaos.proxy``, in-process with :class:`ToxiproxyServer`, or as a child process (or a
+real ``toxiproxy-server`` from PATH) with ``chaos.proxy.launcher.ToxiproxyProcess``. Deviations from
+Toxiproxy, all deliberate: an empty listen host means 127.0.0.1 (not every interface); settings that crash
+Toxiproxy (a slicer with ``average_size`` 0) are refused with a 400; byte counters move live and /metrics is
+always served; a removed ``timeout`` toxic closes only the connections it acted on; half-closes are passed
+on instead of closing both sides.
 """
 from __future__ import annotations
 
