@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,18 +10,6 @@ import requests
 from chaos.proxy.testing import EchoServer, ServerThread, connect
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as srv:
-        yield srv
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoServer]:
-    with EchoServer() as srv:
-        yield srv
 
 
 def call(server: ServerThread, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import select
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,18 +12,6 @@ import requests
 from chaos.proxy.testing import EchoServer, ServerThread, connect, read_to_eof, recv_exact, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as srv:
-        yield srv
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoServer]:
-    with EchoServer() as srv:
-        yield srv
 
 
 def call(server: ServerThread, method: str, path: str, body: Any = None) -> Any:

@@ -18,18 +18,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as srv:
-        yield srv
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoServer]:
-    with EchoServer() as srv:
-        yield srv
-
-
-@pytest.fixture
 def client(server: ServerThread) -> Iterator[ToxiproxyClient]:
     with ToxiproxyClient("127.0.0.1", server.port, timeout=5) as c:
         yield c
