@@ -5,6 +5,9 @@ registering every ``register_interval`` (at once after a topic is created), flus
 (ASYNC_FLUSH), persists consumer offsets every few seconds and expires silent clients. ``stop``
 unregisters (best effort), stops serving and closes the store.
 
+With ``raft_peers`` set the broker is one replica of a DLedger-style group (broker_raft): it does not
+register at startup, its brokerId follows its Raft role, and sends are answered after majority commit.
+
 Request handlers live in broker_send (send, send back), broker_pull (pull, long polling), broker_offsets,
 broker_clients (heartbeats) and broker_admin (topics, runtime info).
 """
@@ -13,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cluster.local.broker_admin import AdminProcessor
 from cluster.local.broker_clients import ClientManager
 from cluster.local.broker_common import RequestRejected, response
 from cluster.local.broker_offsets import OffsetProcessor
 from cluster.local.broker_pull import PullProcessor
+from cluster.local.broker_raft import UNKNOWN_ID, RaftReplication
 from cluster.local.broker_send import SendProcessor
 from cluster.local.broker_topics import TopicManager
 from cluster.local.commitlog import Entry
@@ -35,6 +39,9 @@ from harness.remoting import jsonbody
 from harness.remoting.codes import MASTER_ID, VERSION_V4_9_8, RequestCode, ResponseCode
 from harness.remoting.frame import RemotingCommand
 from harness.remoting.message import HostAddress
+
+if TYPE_CHECKING:
+    from cluster.local.server import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +64,10 @@ class Replication(Protocol):
     def append(self, payloads: list[bytes]) -> list[Entry]:
         """Append as leader; raise RequestRejected when the records were certainly not stored."""
 
-    async def wait_committed(self, index: int) -> tuple[int, str] | None:
-        """Wait until ``index`` is committed; (code, remark) if it cannot be (quorum timeout, lost lead)."""
+    def on_committed(self, index: int, callback: Callable[[tuple[int, str] | None], None]) -> None:
+        """Call ``callback(None)`` once the append ending at ``index`` commits, or ``callback((code,
+        remark))`` if it cannot be known to (quorum timeout, lost leadership). A callback, not a
+        coroutine: a task per send would cost more than the rest of the send path."""
 
 
 class Broker:
@@ -67,10 +76,13 @@ class Broker:
         self.timing = config.timing
         self.broker_id = config.broker_id
         self.replication: Replication | None = None
+        self.raft: RaftReplication | None = None
+        if config.raft_peers:
+            self.broker_id = UNKNOWN_ID  # the Raft role decides (DLedger forces -1 at startup)
         self.server = RemotingServer(f"broker {config.node_id}", config.host, config.port,
                                      idle_timeout=config.timing.channel_idle_timeout)
         self.namesrvs = [AsyncRemotingClient(addr, config.timing.register_timeout) for addr in config.namesrv_addrs]
-        self._registered: dict[str, bool] = {}
+        self._registered: dict[str, int | None] = {}  # namesrv -> brokerId last registered as
         self._register_now: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Made in start(): the store is opened (and recovered) there, not in the constructor.
@@ -83,13 +95,30 @@ class Broker:
     def is_master(self) -> bool:
         return self.broker_id == MASTER_ID
 
-    def suggest_broker_id(self) -> int:
-        """suggestWhichBrokerId of pull responses: the master, since slave reads are never suggested."""
-        return MASTER_ID
+    def suggest_broker_id(self, topic: str, queue_id: int, next_offset: int, max_offset: int) -> int:
+        """suggestWhichBrokerId of a pull response (F.4). Without slaveReadEnable always the master; with
+        it, a consumer lagging past the configured threshold goes to a slave: the first follower that
+        acknowledged the leader recently (from the master), this slave itself (from a slave), or
+        whichBrokerWhenConsumeSlowly = 1 when there is no such knowledge. Caught-up consumers go to 0."""
+        cfg = self.config
+        if not cfg.slave_read_enable:
+            return MASTER_ID
+        behind = max_offset - next_offset
+        if not (self.store.lag_bytes(topic, queue_id, next_offset) > cfg.slave_read_lag_bytes
+                or (cfg.slave_read_lag_messages > 0 and behind > cfg.slave_read_lag_messages)):
+            return MASTER_ID
+        if self.raft is None:
+            return 1
+        if not self.is_master:
+            return self.broker_id if self.broker_id > MASTER_ID else 1
+        live = self.raft.live_slave_ids()
+        return live[0] if live else 1
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self.store = MessageStore(Path(self.config.data_dir) / "store", self.config.store_host)
+        replicated = bool(self.config.raft_peers)
+        self.store = MessageStore(Path(self.config.data_dir) / "store", self.config.store_host,
+                                  auto_commit=not replicated)
         self.topics = TopicManager(self.store.topics, self.config, self.request_registration)
         self.topics.init_defaults()
         self.clients = ClientManager(self)
@@ -99,7 +128,13 @@ class Broker:
             processor.register(self.server)
         await self.server.start()
         self._register_now = asyncio.Event()
-        await self.register_all()
+        if replicated:  # no registration now: the first Raft role announcement makes it
+            self.raft = RaftReplication(self)
+            self.replication = self.raft
+            self.topics.replicate = self.raft.replicate_topic
+            await self.raft.start()
+        else:
+            await self.register_all()
         for loop in (self._register_loop, self._flush_loop, self._offsets_loop, self._expiry_loop):
             self._tasks.append(asyncio.create_task(loop()))
         logger.info("broker %s (%s, id %s) serving on %s, advertised as %s", self.config.broker_name,
@@ -109,6 +144,8 @@ class Broker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.raft is not None:
+            await self.raft.stop()
         await self.unregister_all()
         self.pulls.drop_all()
         await self.server.stop()
@@ -128,20 +165,21 @@ class Broker:
         if refusal is not None:
             raise RequestRejected(*refusal)
 
-    def answer_after_commit(self, request: RemotingCommand, result: PutResult,
+    def answer_after_commit(self, request: RemotingCommand, conn: Connection, result: PutResult,
                             build: Callable[[RemotingCommand, PutResult], RemotingCommand]
-                            ) -> RemotingCommand | Awaitable[RemotingCommand]:
-        """The response now (single replica: the append is the commit), or once replication commits it."""
+                            ) -> RemotingCommand | None:
+        """The response now (single replica: the append is the commit), or None and the response goes out
+        on ``conn`` once replication has an outcome for it."""
         if self.replication is None:
             return build(request, result)
-        return self._after_commit(self.replication, request, result, build)
 
-    async def _after_commit(self, replication: Replication, request: RemotingCommand, result: PutResult,
-                            build: Callable[[RemotingCommand, PutResult], RemotingCommand]) -> RemotingCommand:
-        failure = await replication.wait_committed(result.last_index)
-        if failure is not None:
-            return response(request, failure[0], failure[1])
-        return build(request, result)
+        def answer(failure: tuple[int, str] | None) -> None:
+            if request.is_oneway:
+                return
+            conn.send(build(request, result) if failure is None else response(request, *failure))
+
+        self.replication.on_committed(result.last_index, answer)
+        return None
 
     # ------------------------------------------------------------------ NameServer registration
     def request_registration(self) -> None:
@@ -161,26 +199,30 @@ class Broker:
                                    "bodyCrc32": str(zlib.crc32(body) & 0x7FFFFFFF)})
 
     async def register_all(self) -> None:
-        """REGISTER_BROKER with every NameServer in parallel; failures are logged, never raised."""
-        if self.namesrvs:
+        """REGISTER_BROKER with every NameServer in parallel; failures are logged, never raised. A replica
+        whose Raft role is not known yet (brokerId -1) does not register."""
+        if self.namesrvs and self.broker_id >= MASTER_ID:
             await asyncio.gather(*(self._register_one(client) for client in self.namesrvs))
 
     async def _register_one(self, client: AsyncRemotingClient) -> None:
+        broker_id = self.broker_id
         try:
             reply = await client.invoke(self.registration_request())
         except RemotingError as exc:
             logger.warning("registration failed with namesrv %s: %s", client.addr, exc)
-            self._registered[client.addr] = False
+            self._registered[client.addr] = None
             return
         if reply.code != ResponseCode.SUCCESS:
             logger.warning("registration failed with namesrv %s: code %s %s", client.addr, reply.code, reply.remark)
-            self._registered[client.addr] = False
+            self._registered[client.addr] = None
             return
-        level = logging.DEBUG if self._registered.get(client.addr) else logging.INFO
-        logger.log(level, "registered with namesrv %s", client.addr)
-        self._registered[client.addr] = True
+        level = logging.DEBUG if self._registered.get(client.addr) == broker_id else logging.INFO
+        logger.log(level, "registered as brokerId=%d with namesrv %s", broker_id, client.addr)
+        self._registered[client.addr] = broker_id
 
     async def unregister_all(self) -> None:
+        if self.broker_id < MASTER_ID:
+            return
         request = {"brokerAddr": self.config.store_host, "brokerId": str(self.broker_id),
                    "brokerName": self.config.broker_name, "clusterName": self.config.cluster_name}
 

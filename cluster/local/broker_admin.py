@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from cluster.local.broker_common import RequestRejected, check_topic_name, field_int, field_str, guarded, response
@@ -30,7 +31,8 @@ class AdminProcessor:
         server.register(RequestCode.GET_ALL_TOPIC_CONFIG, guarded(self.all_topic_config))
         server.register(RequestCode.GET_BROKER_RUNTIME_INFO, guarded(self.runtime_info))
 
-    def create_topic(self, request: RemotingCommand, conn: Connection) -> RemotingCommand:
+    def create_topic(self, request: RemotingCommand, conn: Connection
+                     ) -> RemotingCommand | Awaitable[RemotingCommand]:
         ext = request.ext_fields
         topic = field_str(ext, "topic")
         check_topic_name(topic)
@@ -43,14 +45,26 @@ class AdminProcessor:
         config = TopicConfig(topic, field_int(ext, "readQueueNums"), field_int(ext, "writeQueueNums"),
                              field_int(ext, "perm"), ext.get("topicFilterType") or "SINGLE_TAG",
                              field_int(ext, "topicSysFlag", default=0), ext.get("order", "false") == "true")
-        self.broker.topics.update(config)
-        return response(request, ResponseCode.SUCCESS)
+        committed = self.broker.topics.update(config)
+        if committed is None:
+            return response(request, ResponseCode.SUCCESS)
+        return self._after_commit(request, committed)
+
+    @staticmethod
+    async def _after_commit(request: RemotingCommand, committed: Awaitable[tuple[int, str] | None]
+                            ) -> RemotingCommand:
+        """DLedger mode: the topic is answered once the group committed it (a new master will have it)."""
+        failure = await committed
+        return response(request, ResponseCode.SUCCESS) if failure is None else response(request, *failure)
 
     def all_topic_config(self, request: RemotingCommand, conn: Connection) -> RemotingCommand:
         return response(request, ResponseCode.SUCCESS, body=jsonbody.dumps(self.store.topics.wrapper_json()))
 
     def runtime_info(self, request: RemotingCommand, conn: Connection) -> RemotingCommand:
-        table = {k: str(v) for k, v in self.runtime_table().items()}
+        """The KVTable of `mqadmin brokerStatus`; in DLedger mode also raftRole, raftTerm, raftLeaderId,
+        raftCommitIndex, raftAppliedIndex, raftLastIndex (what `rmqh status` shows)."""
+        extra = self.broker.raft.runtime_keys() if self.broker.raft is not None else {}
+        table = {k: str(v) for k, v in {**self.runtime_table(), **extra}.items()}
         return response(request, ResponseCode.SUCCESS, body=jsonbody.dumps({"table": table}))
 
     def runtime_table(self) -> dict[str, object]:

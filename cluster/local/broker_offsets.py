@@ -2,6 +2,7 @@
 store time, and VIEW_MESSAGE_BY_ID (a record by its commit-log offset)."""
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from cluster.local.broker_common import RequestRejected, field_int, field_str, guarded, response
@@ -48,12 +49,23 @@ class OffsetProcessor:
         return response(request, ResponseCode.QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group "
                         "consumer boot first")
 
-    def update_consumer_offset(self, request: RemotingCommand, conn: Connection) -> RemotingCommand:
+    def update_consumer_offset(self, request: RemotingCommand, conn: Connection
+                               ) -> RemotingCommand | Awaitable[RemotingCommand]:
+        """Store the offset. On a DLedger master a synchronous update is answered once the offset is
+        committed in the group (it then survives a failover); oneway updates ride the next batch."""
         ext = request.ext_fields
         group = field_str(ext, "consumerGroup")
         topic, queue_id = self._queue(ext)
         self.store.offsets.commit(group, topic, queue_id, field_int(ext, "commitOffset"))
-        return response(request, ResponseCode.SUCCESS)
+        raft = self.broker.raft
+        if raft is None or request.is_oneway or not self.broker.is_master:
+            return response(request, ResponseCode.SUCCESS)
+        return self._after_sync(request, raft.offset_sync.flushed())
+
+    @staticmethod
+    async def _after_sync(request: RemotingCommand, flushed: Awaitable[tuple[int, str] | None]) -> RemotingCommand:
+        failure = await flushed
+        return response(request, ResponseCode.SUCCESS) if failure is None else response(request, *failure)
 
     def max_offset(self, request: RemotingCommand, conn: Connection) -> RemotingCommand:
         topic, queue_id = self._queue(request.ext_fields)

@@ -127,13 +127,20 @@ class PullProcessor:
         if code == ResponseCode.PULL_NOT_FOUND and allow_suspend and pull.sys_flag & PULL_FLAG_SUSPEND:
             self._hold(request, conn, pull)
             return None
+        next_offset = result.next_begin_offset
+        if code == ResponseCode.PULL_OFFSET_MOVED and self.broker.raft is not None and not self.broker.is_master:
+            # A slave may simply not have the newest commits yet (offsetCheckInSlave=false): retry, keep
+            # the offset, and go back to the master, instead of moving the consumer's offset.
+            code, next_offset = ResponseCode.PULL_RETRY_IMMEDIATELY, pull.offset
+            suggest = 0
+        else:
+            suggest = self.broker.suggest_broker_id(pull.topic, pull.queue_id, next_offset, result.max_offset)
         if code == ResponseCode.PULL_OFFSET_MOVED:
             logger.info("pull offset moved: group %s topic %s queue %s offset %s -> %s (%s)", pull.group,
                         pull.topic, pull.queue_id, pull.offset, result.next_begin_offset, result.status.value)
         return response(request, code, result.status.value, {
-            "suggestWhichBrokerId": str(self.broker.suggest_broker_id()),
-            "nextBeginOffset": str(result.next_begin_offset), "minOffset": str(result.min_offset),
-            "maxOffset": str(result.max_offset)}, result.body)
+            "suggestWhichBrokerId": str(suggest), "nextBeginOffset": str(next_offset),
+            "minOffset": str(result.min_offset), "maxOffset": str(result.max_offset)}, result.body)
 
     # ------------------------------------------------------------------ long polling
     def _hold(self, request: RemotingCommand, conn: Connection, pull: PullRequest) -> None:

@@ -3,14 +3,13 @@ CONSUMER_SEND_MSG_BACK.
 
 The send path runs synchronously inside the handler (no task per request): parse, resolve the topic and
 queue, build the records, append, answer. Only with a replication layer does the answer wait (for the
-commit), and then the handler returns an awaitable.
+commit): then the handler returns None and the answer leaves on the connection when the commit is known.
 """
 from __future__ import annotations
 
 import logging
 import random
 import struct
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,8 +100,7 @@ class SendProcessor:
         server.register(RequestCode.CONSUMER_SEND_MSG_BACK, guarded(self.send_back))
 
     # ------------------------------------------------------------------ send
-    def send(self, request: RemotingCommand, conn: Connection, v2: bool, batch: bool
-             ) -> RemotingCommand | Awaitable[RemotingCommand]:
+    def send(self, request: RemotingCommand, conn: Connection, v2: bool, batch: bool) -> RemotingCommand | None:
         self.broker.check_writable()
         h = parse_send_header(request.ext_fields, v2)
         batch = batch or request.ext_fields.get("m" if v2 else "batch") == "true"
@@ -128,7 +126,7 @@ class SendProcessor:
             messages = [NewMessage(request.body, outer, h.flag, h.sys_flag, h.born_timestamp, h.reconsume_times,
                                    tags_code_of(h.properties))]
         result = self.broker.put(topic, queue_id, messages, born_host_of(conn))
-        return self.broker.answer_after_commit(request, result, self._send_response)
+        return self.broker.answer_after_commit(request, conn, result, self._send_response)
 
     def _write_queue(self, config: TopicConfig, queue_id: int, group: str) -> int:
         if not config.writable:
@@ -189,8 +187,7 @@ class SendProcessor:
             "MSG_REGION": "DefaultRegion", "TRACE_ON": "true"})
 
     # ------------------------------------------------------------------ send back
-    def send_back(self, request: RemotingCommand, conn: Connection
-                  ) -> RemotingCommand | Awaitable[RemotingCommand]:
+    def send_back(self, request: RemotingCommand, conn: Connection) -> RemotingCommand | None:
         """Redeliver a consumed message through %RETRY%group, or %DLQ%group once it was retried enough.
 
         Delay levels are not implemented: the retry is visible at once instead of after 10 s, 30 s, ..."""
@@ -224,7 +221,8 @@ class SendProcessor:
                          msg.reconsume_times + 1, tags_code_of(encode_properties(props)))
         born = pack_host(msg.born_host.ip, msg.born_host.port)
         result = self.broker.put(config.topic_name, 0, [new], born)
-        return self.broker.answer_after_commit(request, result, lambda req, _r: response(req, ResponseCode.SUCCESS))
+        return self.broker.answer_after_commit(request, conn, result,
+                                               lambda req, _r: response(req, ResponseCode.SUCCESS))
 
 
 def born_host_of(conn: Connection) -> bytes:

@@ -1,10 +1,13 @@
 """Topic configs as the broker manages them: defaults at start, auto-creation on send, system topics.
 
 Every change is persisted by the TopicTable and reported through ``on_change`` so the broker re-registers
-with its NameServers at once (RocketMQ's registerIncrementBrokerData after a topic is created).
+with its NameServers at once (RocketMQ's registerIncrementBrokerData after a topic is created). In DLedger
+mode ``replicate`` first appends the change to the Raft log (it raises on a replica that is not the master),
+so every replica learns it; ``update`` then returns the future of that commit.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -16,6 +19,7 @@ from harness.remoting.codes import AUTO_CREATE_TOPIC_KEY, PERM_INHERIT, PERM_REA
 logger = logging.getLogger(__name__)
 
 FAQ_APPLY_TOPIC = "See http://rocketmq.apache.org/docs/faq/ for further details."
+Replicate = Callable[[TopicConfig], "asyncio.Future[tuple[int, str] | None]"]
 
 
 class TopicManager:
@@ -23,6 +27,7 @@ class TopicManager:
         self.table = table
         self.config = config
         self.on_change = on_change
+        self.replicate: Replicate | None = None
 
     def init_defaults(self) -> None:
         """TBW102 when auto-creation is on, then every configured topic that does not exist yet."""
@@ -69,6 +74,9 @@ class TopicManager:
             logger.info("topic %s created with %s queues", topic, queue_nums)
         return config
 
-    def update(self, config: TopicConfig) -> None:
+    def update(self, config: TopicConfig) -> asyncio.Future[tuple[int, str] | None] | None:
+        """Create or replace a topic; with replication, the future of its commit (None outcome = committed)."""
+        committed = self.replicate(config) if self.replicate is not None else None
         self.table.put(config)
         self.on_change()
+        return committed

@@ -121,6 +121,12 @@ class BrokerConfig(NodeConfig):
     #: Queue count of TBW102 (broker defaultTopicQueueNums).
     default_topic_queue_nums: int = 8
     slave_read_enable: bool = False
+    #: With slave_read_enable, a pull this far behind is sent to a slave. RocketMQ compares the distance to
+    #: RAM x accessMessageInMemoryMaxRatio (40 %) since such data is no longer in the page cache; the
+    #: embedded store has no such limit, so the threshold is explicit: commit-log bytes behind the end ...
+    slave_read_lag_bytes: int = 64 * 1024 * 1024
+    #: ... or, when > 0, messages behind the end of the pulled queue.
+    slave_read_lag_messages: int = 0
     #: Raft group: this replica's id (n0, n1, ...) and every replica's peer address, self included.
     raft_self_id: str = ""
     raft_peers: dict[str, str] = field(default_factory=dict)

@@ -39,6 +39,7 @@ class Connection(asyncio.Protocol):
         self.attributes: dict[str, object] = {}
         """Free slots for handlers (e.g. the broker a NameServer connection belongs to)."""
         self._batch: list[bytes] | None = None
+        self._late: list[bytes] | None = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,8 +90,18 @@ class Connection(asyncio.Protocol):
                 code=ResponseCode.SYSTEM_ERROR, opaque=cmd.opaque, flag=cmd.flag, remark=str(exc)))
         if self._batch is not None:
             self._batch.append(frame)
+        elif self._late is not None:
+            self._late.append(frame)
         else:
-            self._transport.write(frame)
+            # Answered outside a read (a commit, a long-poll wake-up): many such answers come in one burst
+            # of callbacks, so they too leave in one write at the end of this loop iteration.
+            self._late = [frame]
+            asyncio.get_running_loop().call_soon(self._flush_late)
+
+    def _flush_late(self) -> None:
+        late, self._late = self._late, None
+        if late and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(late[0] if len(late) == 1 else b"".join(late))
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():

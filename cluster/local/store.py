@@ -4,7 +4,9 @@ Each commit-log entry's payload is one record in the E.1 layout whose PHYSICALOF
 payload position. Queue offsets are assigned when a message is appended (``put_messages``); consume queues
 only ever hold *committed* entries, added by ``dispatch_committed``. A single replica commits right after
 each append (``auto_commit``); a Raft layer turns that off, sets ``term``, calls ``dispatch_committed``
-when its commit index advances, and ``rebuild_offsets`` after it truncates the log.
+when its commit index advances, and ``rebuild_offsets`` after it truncates the log. Entries that are not
+message records are either a leader's no-op (empty) or broker metadata (``broker_meta``), handed to
+``on_meta`` when they commit.
 
 Layout under the store directory: ``commitlog/`` (segments), ``consumequeue/<topic>/<queueId>``,
 ``config/topics.json`` and ``config/consumerOffset.json``.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from cluster.local.broker_meta import is_meta
 from cluster.local.commitlog import HEADER_SIZE, CommitLog, Entry
 from cluster.local.consumequeue import ConsumeQueue
 from cluster.local.records import (
@@ -82,6 +85,8 @@ class MessageStore:
         #: Term written into appended entries; a Raft layer sets it when it becomes leader.
         self.term = 0
         self.on_arrival: ArrivalListener | None = None
+        #: Called with each committed metadata entry, in log order (the replication layer applies it).
+        self.on_meta: Callable[[Entry], None] | None = None
         self.put_stats = RateCounter()
         self.get_stats = RateCounter()  # messages handed out
         self.get_found = RateCounter()  # get calls that found something ...
@@ -150,15 +155,19 @@ class MessageStore:
         up_to = min(up_to_index, self.commitlog.last_index)
         pending = self._pending
         for index in range(self.dispatched_index + 1, up_to + 1):
-            info = pending.pop(index, None) or self._parse_entry(index)
+            info = pending.pop(index, None) or self._parse_entry(index, apply_meta=True)
             if info is not None:
                 self._dispatch(info)
             self.dispatched_index = index
 
-    def _parse_entry(self, index: int) -> DispatchInfo | None:
+    def _parse_entry(self, index: int, apply_meta: bool = False) -> DispatchInfo | None:
         entry = self.commitlog.entry(index)
         if not entry.payload:
             return None  # a Raft leader's no-op entry
+        if is_meta(entry.payload):
+            if apply_meta and self.on_meta is not None:
+                self.on_meta(entry)
+            return None
         try:
             return parse_dispatch(entry.payload, entry.position)
         except (ValueError, IndexError, struct.error) as exc:
@@ -315,7 +324,15 @@ class MessageStore:
         index = self.commitlog.index_at_position(position)
         if index is None or index > self.dispatched_index:
             return None
-        return self.commitlog.entry(index).payload
+        payload = self.commitlog.entry(index).payload
+        return None if not payload or is_meta(payload) else payload
+
+    def lag_bytes(self, topic: str, queue_id: int, offset: int) -> int:
+        """Commit-log bytes from the message at ``offset`` to the end of the log: how far a pull is behind."""
+        cq = self._queues.get((topic, queue_id))
+        if cq is None or not 0 <= offset < cq.count:
+            return 0
+        return self.commitlog.end_position - cq.unit(offset)[0]
 
     def queue_keys(self) -> list[tuple[str, int]]:
         return list(self._queues)

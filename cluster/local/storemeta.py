@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,8 @@ class ConsumerOffsets:
         self.dirty = self._replay_journal()  # replayed changes are not in the snapshot yet
         path.parent.mkdir(parents=True, exist_ok=True)
         self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        #: Told (key, queueId, offset) of every change a client made, e.g. to replicate it.
+        self.on_change: Callable[[str, int, int], None] | None = None
 
     def _replay_journal(self) -> bool:
         try:
@@ -134,12 +137,18 @@ class ConsumerOffsets:
 
     def commit(self, group: str, topic: str, queue_id: int, offset: int) -> None:
         key = f"{group}@{topic}"
+        if self.apply(key, queue_id, offset) and self.on_change is not None:
+            self.on_change(key, queue_id, offset)
+
+    def apply(self, key: str, queue_id: int, offset: int) -> bool:
+        """Set one offset ("group@topic" key) without telling ``on_change``; False if it was already so."""
         queues = self.table.setdefault(key, {})
         if queues.get(queue_id) == offset:
-            return
+            return False
         queues[queue_id] = offset
         self.dirty = True
         os.write(self._journal, json.dumps([key, queue_id, offset]).encode() + b"\n")
+        return True
 
     def query(self, group: str, topic: str, queue_id: int) -> int:
         """The committed offset, or -1 when the group never committed one for this queue."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ class FakeRaft:
         self.leader = True
         self.commit_events: dict[int, asyncio.Event] = {}
         self.fail_commit = False
+        self.tasks: list[asyncio.Future[None]] = []
 
     def refuse_write(self) -> tuple[int, str] | None:
         return None if self.leader else (ResponseCode.SERVICE_NOT_AVAILABLE, "not leader")
@@ -37,12 +38,16 @@ class FakeRaft:
         self.commit_events[entries[-1].index] = asyncio.Event()
         return entries
 
-    async def wait_committed(self, index: int) -> tuple[int, str] | None:
-        await self.commit_events[index].wait()
-        if self.fail_commit:
-            return ResponseCode.SYSTEM_ERROR, "[PC_SYNCHRONIZED] quorum timeout"
-        self.broker.store.dispatch_committed(index)
-        return None
+    def on_committed(self, index: int, callback: Callable[[tuple[int, str] | None], None]) -> None:
+        async def wait() -> None:
+            await self.commit_events[index].wait()
+            if self.fail_commit:
+                callback((ResponseCode.SYSTEM_ERROR, "[PC_SYNCHRONIZED] quorum timeout"))
+                return
+            self.broker.store.dispatch_committed(index)
+            callback(None)
+
+        self.tasks.append(asyncio.ensure_future(wait()))
 
 
 @pytest.fixture
