@@ -11,14 +11,15 @@ DEFAULT_TOPIC = "RMQH_BENCH"
 
 @dataclass(frozen=True)
 class TopologySpec:
-    """What the user asks for. Defaults are the seed architecture, single replica until replication lands."""
+    """What the user asks for. Defaults are the seed architecture: 3 NameServers, 2 broker groups of one
+    master and two slaves each (a DLedger-style Raft group)."""
 
     #: Number of NameServers (peers, each with the full route table).
     namesrv_count: int = 3
     #: Number of broker groups (brokerName broker-a, broker-b, ...).
     group_count: int = 2
-    #: Replicas per group (1 master + N-1 slaves); 1 to 5.
-    replicas: int = 1
+    #: Replicas per group (1 master + N-1 slaves, a Raft group when > 1); 1 to 5.
+    replicas: int = 3
     #: The topic created on every group at start; its queues are spread over all groups.
     topic: str = DEFAULT_TOPIC
     #: Queues of the topic on each group (read = write).

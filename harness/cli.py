@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
 import typer
@@ -17,6 +17,9 @@ from cluster.topology import TopologySpec
 from harness.errors import HarnessError
 from harness.loadgen import LoadSpec, locust_env, web_ui_command
 from harness.state import default_state_dir, load_state
+
+if TYPE_CHECKING:
+    from harness.status import NodeStatus
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Chaos and pressure testing for RocketMQ-style clusters.")
@@ -34,7 +37,8 @@ def _topology(namesrv: int, groups: int, replicas: int, topic: str, queues: int)
 @app.command()
 def up(namesrv: int = typer.Option(3, help="number of NameServers"),
        groups: int = typer.Option(2, help="number of broker groups"),
-       replicas: int = typer.Option(1, help="replicas per broker group (1..5)"),
+       replicas: int = typer.Option(3, help="replicas per broker group (1..5): 1 master + N-1 slaves, "
+                                           "a Raft group (DLedger) when > 1"),
        topic: str = typer.Option("RMQH_BENCH", help="topic created on every group"),
        queues: int = typer.Option(4, help="queues of the topic per group"),
        profile: str = typer.Option("default", help=PROFILE_HELP)) -> None:
@@ -58,7 +62,12 @@ def _print_status() -> None:
 
     state = load_state(default_state_dir())
     rows = gather(state)
-    table = Table(title=f"cluster {state.cluster_name} ({state.profile} timing)")
+    _print_nodes(state.cluster_name, state.profile, rows)
+    _print_raft(rows)
+
+
+def _print_nodes(cluster_name: str, profile: str, rows: list[NodeStatus]) -> None:
+    table = Table(title=f"cluster {cluster_name} ({profile} timing)")
     for column in ("node", "role", "group", "address", "pid", "alive", "registered with"):
         table.add_column(column)
     ns_total = sum(1 for r in rows if r.role == "namesrv")
@@ -71,6 +80,31 @@ def _print_status() -> None:
         else:
             role, reg = "namesrv", (f"[red]{row.error}[/]" if row.error else "")
         table.add_row(row.node_id, role, row.group or "-", row.addr, str(row.pid), alive, reg)
+    console.print(table)
+
+
+def _print_raft(rows: list[NodeStatus]) -> None:
+    """Replicated groups: the leader and term of each, and every replica's Raft role and indexes."""
+    from harness.status import raft_groups
+
+    groups = raft_groups(rows)
+    if not groups:
+        return
+    table = Table(title="replication (raft, read from each broker's own address)")
+    for column in ("group", "leader / term", "replica", "raft id", "raft role", "term", "commit", "applied",
+                   "last", "peers connected"):
+        table.add_column(column)
+    for group in groups:
+        leader = f"{group.leader or '[red]none[/]'} / {group.term}"
+        for n, row in enumerate(group.replicas):
+            r = row.raft
+            if not r:
+                cells = [f"[red]{row.raft_error or 'no raft state'}[/]"] + [""] * 6
+            else:
+                cells = [r.get("raftSelfId", "?"), r.get("raftRole", "?"), r.get("raftTerm", "?"),
+                         r.get("raftCommitIndex", "?"), r.get("raftAppliedIndex", "?"), r.get("raftLastIndex", "?"),
+                         r.get("raftPeersConnected", "") or "-"]
+            table.add_row(group.group if n == 0 else "", leader if n == 0 else "", row.node_id, *cells)
     console.print(table)
 
 

@@ -1,6 +1,12 @@
-"""What `rmqh status` shows: each node's liveness, and which NameServers each broker is registered with."""
+"""What `rmqh status` shows: each node's liveness, which NameServers each broker is registered with, and
+for replicated groups each replica's Raft state (role, term, leader, commit / applied / last index).
+
+Raft state comes from GET_BROKER_RUNTIME_INFO (raft* keys) asked of each broker's DIRECT listen address
+(host:port in the state file), not the advertised one, so status still works while a proxy fault is active.
+"""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cluster.local.process import pid_alive
@@ -24,6 +30,13 @@ class NodeStatus:
     registered_with: dict[str, int] = field(default_factory=dict)
     #: For NameServers: None when it answered, else why not.
     error: str | None = None
+    #: For replicated brokers: the raft* keys of its runtime info (raftRole, raftTerm, raftLeaderId, ...).
+    raft: dict[str, str] = field(default_factory=dict)
+    #: For brokers: why the runtime info could not be read, if it could not.
+    raft_error: str | None = None
+    #: For NameServers: broker address -> brokerId, as this NameServer lists them.
+    lists: dict[str, int] = field(default_factory=dict)
+    direct_addr: str = ""
 
     @property
     def broker_role(self) -> str:
@@ -54,22 +67,71 @@ def registrations(info: dict) -> dict[str, int]:
     return out
 
 
+def runtime_info(addr: str, timeout: float = 2.0) -> dict[str, str]:
+    """GET_BROKER_RUNTIME_INFO of one broker: its KVTable."""
+    conn = RemotingConnection(addr, connect_timeout=timeout)
+    try:
+        response = conn.invoke(RemotingCommand(code=RequestCode.GET_BROKER_RUNTIME_INFO), timeout)
+    finally:
+        conn.close()
+    if response.code != ResponseCode.SUCCESS:
+        raise HarnessError(f"{addr}: runtime info answered code {response.code}: {response.remark}")
+    return {str(k): str(v) for k, v in (jsonbody.loads(response.body).get("table") or {}).items()}
+
+
 def gather(state: ClusterState) -> list[NodeStatus]:
-    rows = [NodeStatus(n.node_id, n.role, n.group, n.addr, n.pid, bool(n.pid) and pid_alive(n.pid, n.create_time))
-            for n in state.nodes]
+    rows = [NodeStatus(n.node_id, n.role, n.group, n.addr, n.pid, bool(n.pid) and pid_alive(n.pid, n.create_time),
+                       direct_addr=f"{n.host}:{n.port}") for n in state.nodes]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one slow node must not make the others wait
+        list(pool.map(_probe, rows))
     by_addr = {row.addr: row for row in rows if row.role == "broker"}
     for row in rows:
-        if row.role != "namesrv":
-            continue
-        if not row.alive:
-            row.error = "not running"
-            continue
-        try:
-            regs = registrations(cluster_info(row.addr))
-        except Exception as exc:  # a status view must show a broken node, not crash on it
-            row.error = str(exc) or type(exc).__name__
-            continue
-        for addr, broker_id in regs.items():
+        for addr, broker_id in row.lists.items():
             if addr in by_addr:
                 by_addr[addr].registered_with[row.node_id] = broker_id
     return rows
+
+
+def _probe(row: NodeStatus) -> None:
+    """Ask one node what status shows of it (runs in a worker thread)."""
+    if not row.alive:
+        row.error = row.raft_error = "not running"
+        return
+    try:
+        if row.role == "namesrv":
+            row.lists = registrations(cluster_info(row.addr))
+        else:
+            row.raft = {k: v for k, v in runtime_info(row.direct_addr).items() if k.startswith("raft")}
+    except Exception as exc:  # a status view must show a broken node, not crash on it
+        message = str(exc) or type(exc).__name__
+        if row.role == "namesrv":
+            row.error = message
+        else:
+            row.raft_error = message
+
+
+@dataclass
+class GroupRaft:
+    """One replicated group as status shows it: the leader of the highest term seen, and that term."""
+
+    group: str
+    leader: str | None
+    term: int
+    replicas: list[NodeStatus]
+
+
+def raft_groups(rows: list[NodeStatus]) -> list[GroupRaft]:
+    """Replicated groups (brokers that report raft state), in the order their replicas appear."""
+    groups: dict[str, list[NodeStatus]] = {}
+    for row in rows:
+        if row.role == "broker" and (row.raft or row.raft_error) and row.group:
+            groups.setdefault(row.group, []).append(row)
+    out = []
+    for name, replicas in groups.items():
+        if not any(r.raft for r in replicas):
+            continue
+        term = max(int(r.raft.get("raftTerm", 0)) for r in replicas if r.raft)
+        leaders = [r.node_id for r in replicas if r.raft.get("raftRole") == "leader"
+                   and int(r.raft.get("raftTerm", -1)) == term]
+        out.append(GroupRaft(name, leaders[0] if leaders else None, term, replicas))
+    return out

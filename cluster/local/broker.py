@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.5  # flushIntervalCommitLog
 OFFSET_PERSIST_INTERVAL = 5.0  # flushConsumerOffsetInterval
 _UNREGISTER_TIMEOUT = 2.0
+_STOP_WAIT = 5.0
 
 
 class Replication(Protocol):
@@ -85,6 +86,7 @@ class Broker:
         self._registered: dict[str, int | None] = {}  # namesrv -> brokerId last registered as
         self._register_now: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         # Made in start(): the store is opened (and recovered) there, not in the constructor.
         self.store: MessageStore
         self.topics: TopicManager
@@ -141,9 +143,15 @@ class Broker:
                     self.config.cluster_name, self.broker_id, self.config.listen_addr, self.config.store_host)
 
     async def stop(self) -> None:
+        # Loops also watch _stopping: Python 3.11's wait_for can swallow a cancellation that arrives just as
+        # the awaited call completes, and a loop that survived it would keep the process alive forever.
+        self._stopping = True
+        if self._register_now is not None:
+            self._register_now.set()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=_STOP_WAIT)
         if self.raft is not None:
             await self.raft.stop()
         await self.unregister_all()
@@ -245,11 +253,13 @@ class Broker:
                 await asyncio.wait_for(self._register_now.wait(), self.timing.register_interval)
             except asyncio.TimeoutError:
                 pass
+            if self._stopping:
+                return
             self._register_now.clear()
             await self.register_all()
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(FLUSH_INTERVAL)
             try:
                 await asyncio.to_thread(self.store.flush)
@@ -257,7 +267,7 @@ class Broker:
                 logger.exception("store flush failed")
 
     async def _offsets_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(OFFSET_PERSIST_INTERVAL)
             try:
                 self.store.offsets.persist()
@@ -265,6 +275,6 @@ class Broker:
                 logger.exception("consumer offsets could not be persisted")
 
     async def _expiry_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(min(10.0, self.timing.channel_idle_timeout / 4))
             self.clients.expire_idle()

@@ -94,6 +94,7 @@ class RaftNode:
         self._leader_task: asyncio.Task[None] | None = None
         self._not_leader = asyncio.Event()
         self._kick_scheduled = False
+        self.stopped = False
 
     # ------------------------------------------------------------ properties
     @property
@@ -137,9 +138,11 @@ class RaftNode:
         if self._role == "leader":
             self._stop_leading("node stopping")
             self._role = "follower"
+        self.stopped = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # a wait_for may swallow a cancellation (Python 3.11): the loops also check ``stopped``
+            await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks.clear()
         await asyncio.gather(*(link.close() for link in self.links.values()), return_exceptions=True)
         if self._server is not None:

@@ -37,7 +37,7 @@ class Elector:
 
     async def run(self) -> None:
         node = self.node
-        while True:
+        while not node.stopped:
             await node.wait_not_leader()
             if len(node.peers) == 1:
                 node.become_candidate()

@@ -16,6 +16,8 @@ from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 RMQH = [sys.executable, "-m", "harness.cli"]
+#: The default topology: two groups of one master and two slaves.
+BROKERS = [f"broker-{g}-{r}" for g in "ab" for r in range(3)]
 
 
 def rmqh(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -33,12 +35,12 @@ def test_up_status_down(home: Path) -> None:
     up = rmqh(home, "up", "--profile", "fast")
     assert up.returncode == 0, up.stdout + up.stderr
     state = json.loads((home / "cluster" / "state.json").read_text())
-    assert [n["node_id"] for n in state["nodes"]] == ["ns-0", "ns-1", "ns-2", "broker-a-0", "broker-b-0"]
+    assert [n["node_id"] for n in state["nodes"]] == ["ns-0", "ns-1", "ns-2", *BROKERS]
 
     def all_registered() -> bool:
         out = rmqh(home, "status").stdout
-        return out.count("3/3") == 2 and "master" in out
-    wait_until(all_registered, timeout=30, interval=0.5, message="both brokers registered with all 3 NameServers")
+        return out.count("3/3") == 6 and "master" in out
+    wait_until(all_registered, timeout=30, interval=0.5, message="all 6 brokers registered with all 3 NameServers")
 
     down = rmqh(home, "down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -65,7 +67,7 @@ def test_demo_writes_a_report_and_leaves_nothing_behind(home: Path) -> None:
     assert stats["SEND"]["num_requests"] > 0 and stats["CONSUME"]["num_requests"] > 0
     with open(run / "metrics" / "process.csv") as fh:
         nodes = {row["node"] for row in csv.DictReader(fh)}
-    assert {"ns-0", "ns-1", "ns-2", "broker-a-0", "broker-b-0"} <= nodes
+    assert {"ns-0", "ns-1", "ns-2", *BROKERS} <= nodes
     events = [json.loads(line)["event"] for line in (run / "history.jsonl").read_text().splitlines()]
     for event in ("run-started", "cluster-ready", "load-started", "load-stopped", "cluster-down", "run-finished"):
         assert event in events
@@ -79,7 +81,7 @@ def test_nodes_exit_when_the_demo_harness_is_killed(home: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cluster = LocalCluster(home / "cluster")
     try:
-        wait_until(lambda: len(cluster.live_pids()) == 5, timeout=60, message="5 node processes")
+        wait_until(lambda: len(cluster.live_pids()) == 9, timeout=60, message="9 node processes")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

@@ -7,12 +7,18 @@ from cluster.topology import PortSource, TopologySpec, plan_topology
 from harness.errors import ConfigError
 
 
-def test_default_plan_is_the_seed_architecture_single_replica() -> None:
+def test_default_plan_is_the_seed_architecture_of_three_replica_groups() -> None:
     topo = plan_topology(TopologySpec(), PortSource())
     assert [n.node_id for n in topo.namesrvs] == ["ns-0", "ns-1", "ns-2"]
-    assert [(b.node_id, b.group) for b in topo.brokers] == [("broker-a-0", "broker-a"), ("broker-b-0", "broker-b")]
-    ports = [n.port for n in topo.nodes]
+    assert [(b.node_id, b.group) for b in topo.brokers] == [
+        (f"broker-{g}-{r}", f"broker-{g}") for g in "ab" for r in range(3)]
+    ports = [n.port for n in topo.nodes] + [b.raft_port for b in topo.brokers]
     assert len(set(ports)) == len(ports)
+
+
+def test_single_replica_groups_have_no_raft_port() -> None:
+    topo = plan_topology(TopologySpec(replicas=1), PortSource())
+    assert [(b.node_id, b.raft_port) for b in topo.brokers] == [("broker-a-0", 0), ("broker-b-0", 0)]
 
 
 def test_replicated_groups_get_raft_ports() -> None:
@@ -31,7 +37,7 @@ def test_every_error_is_named_with_its_field() -> None:
 
 
 def test_unknown_node_names_the_valid_ones() -> None:
-    topo = plan_topology(TopologySpec(namesrv_count=1, group_count=1), PortSource())
+    topo = plan_topology(TopologySpec(namesrv_count=1, group_count=1, replicas=1), PortSource())
     with pytest.raises(ConfigError, match="ns-0, broker-a-0"):
         topo.node("nope")
 
