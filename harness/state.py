@@ -43,6 +43,34 @@ class NodeState:
 
 
 @dataclass
+class ProxyServerState:
+    """The cluster's Toxiproxy server (``toxiproxy-server`` from PATH, or the built-in one)."""
+
+    kind: str
+    pid: int
+    create_time: float
+    host: str
+    port: int
+    log_file: str = ""
+
+    @property
+    def api(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class LinkState:
+    """One proxy of the link plan (see cluster/links.py): who dials whom through which listen address."""
+
+    name: str
+    kind: str  # "client" | "ns-link" | "peer-link"
+    from_node: str
+    to_node: str
+    listen: str
+    upstream: str
+
+
+@dataclass
 class ClusterState:
     state_dir: str
     backend: str = "local"
@@ -51,6 +79,9 @@ class ClusterState:
     topic: str = ""
     created_utc: str = ""
     nodes: list[NodeState] = field(default_factory=list)
+    #: None when the cluster runs without proxies (``RMQH_PROXY=0``).
+    proxy: ProxyServerState | None = None
+    links: list[LinkState] = field(default_factory=list)
     version: int = STATE_VERSION
 
     @property
@@ -60,6 +91,14 @@ class ClusterState:
     @property
     def brokers(self) -> list[NodeState]:
         return [n for n in self.nodes if n.role == "broker"]
+
+    def link(self, name: str) -> LinkState:
+        for link in self.links:
+            if link.name == name:
+                return link
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"unknown link {name!r}; links are {', '.join(k.name for k in self.links) or 'none'}")
 
     def node(self, node_id: str) -> NodeState:
         for node in self.nodes:
@@ -72,6 +111,11 @@ class ClusterState:
     @property
     def path(self) -> Path:
         return Path(self.state_dir) / "state.json"
+
+
+def events_path(state_dir: Path) -> Path:
+    """The running cluster's own event history (net-ready, fault-inject, fault-heal ...), JSONL."""
+    return Path(state_dir) / "events.jsonl"
 
 
 def save_state(state: ClusterState) -> None:
@@ -95,6 +139,8 @@ def load_state(state_dir: Path | None = None) -> ClusterState:
         raise ClusterError(f"cluster state file {path} is not valid JSON: {exc}") from None
     try:
         raw["nodes"] = [NodeState(**n) for n in raw.get("nodes", [])]
+        raw["proxy"] = ProxyServerState(**raw["proxy"]) if raw.get("proxy") else None
+        raw["links"] = [LinkState(**link) for link in raw.get("links", [])]
         return ClusterState(**raw)
     except TypeError as exc:
         raise ClusterError(f"cluster state file {path} has an unexpected shape: {exc}") from None
