@@ -182,6 +182,9 @@ def report(run: str = typer.Argument("latest", help="run directory, run name, or
     console.print(f"report: [bold green]{path}[/]")
 
 
+app.add_typer(__import__("harness.chaos_cli").chaos_cli.chaos_app, name="chaos")
+
+
 def main() -> None:
     # standalone_mode=False lets our own handlers see Ctrl-C and HarnessError instead of click's "Aborted!".
     try:
