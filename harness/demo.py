@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chaos.engine import backstop
 from cluster.local.cluster import LocalCluster
 from cluster.topology import TopologySpec
 from harness.errors import ClusterError, HarnessError
@@ -35,6 +36,8 @@ class DemoSpec:
     load: LoadSpec = field(default_factory=LoadSpec)
     runs_root: Path = Path("runs")
     state_dir: Path = field(default_factory=default_state_dir)
+    #: Toxiproxy in front of every link; None follows RMQH_PROXY (on unless "0").
+    proxy: bool | None = None
 
 
 def run_demo(spec: DemoSpec, console: Console) -> RunDir:
@@ -68,7 +71,12 @@ def cluster_up(spec: DemoSpec, run: RunDir, history: History, stack: contextlib.
     stack.callback(lambda: (cluster.down(), history.record("cluster-down")))
     with console.status("starting the embedded cluster") as status:
         state = cluster.up(spec.topology, spec.profile, parent_pid=os.getpid(),
-                           progress=lambda text: status.update(text))
+                           progress=lambda text: status.update(text), proxy=spec.proxy)
+        # Runs before cluster.down (the stack unwinds in reverse): faults end, and their windows close in
+        # this run's history too.
+        stack.callback(backstop, spec.state_dir, [history])
+        if state.proxy is not None:
+            history.record("net-ready", proxy=state.proxy.kind, proxies=len(state.links))
         status.update("waiting until every broker is registered with every NameServer")
         wait_registered(state, timeout=30.0)
     write_json_atomic(run.topology, asdict(state))
