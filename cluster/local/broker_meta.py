@@ -1,7 +1,8 @@
 """Broker metadata carried through the Raft log: topic configs and consumer offsets (see docs/replication.md).
 
 A meta entry is a commit-log entry whose payload starts with META_PREFIX and carries one JSON object:
-``{"topic": <TopicConfig JSON>}`` or ``{"offsets": [[group@topic, queueId, offset], ...]}``. A stored
+``{"topic": <TopicConfig JSON>}``, ``{"offsets": [[group@topic, queueId, offset], ...]}``, or a new
+master's snapshot of both tables ``{"topics": [<TopicConfig JSON>, ...], "offsets": [...]}``. A stored
 message record starts with its own total size (a positive i32), so the four zero bytes of the prefix can
 never begin one. Every replica applies a meta entry when it commits, in log order, exactly like a message
 reaching its consume queue; the leader that wrote the entry already holds its content (or something newer),
@@ -37,6 +38,14 @@ def topic_entry(config: TopicConfig) -> bytes:
 def offsets_entry(offsets: dict[tuple[str, int], int]) -> bytes:
     rows = [[key, queue_id, offset] for (key, queue_id), offset in offsets.items()]
     return META_PREFIX + json.dumps({"offsets": rows}, separators=(",", ":")).encode()
+
+
+def snapshot_entry(topics: list[TopicConfig], offsets: dict[tuple[str, int], int]) -> bytes:
+    """Everything a new master knows: followers converge on it even where the log could not tell them
+    (a topic whose entry a deposed leader lost to truncation, an offset stored on a slave)."""
+    rows = [[key, queue_id, offset] for (key, queue_id), offset in offsets.items()]
+    body = {"topics": [t.to_json() for t in topics], "offsets": rows}
+    return META_PREFIX + json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode(payload: bytes) -> dict[str, Any]:
@@ -109,6 +118,7 @@ class OffsetSync:
                 if outcome is not None and self._is_master():
                     # Ambiguous (quorum timeout) yet still the master: send these again, under newer values.
                     self._dirty = {**batch, **self._dirty}
+                    self._wake.set()
             self._answer(waiters, outcome)
             await asyncio.sleep(self.interval)
 

@@ -149,8 +149,8 @@ class RaftReplication:
             return  # we wrote it this term from our own tables, which hold it or something newer
         try:
             data = meta.decode(entry.payload)
-            if "topic" in data:
-                self._apply_topic(TopicConfig.from_json(data["topic"]))
+            for topic in [data["topic"]] if "topic" in data else data.get("topics", ()):
+                self._apply_topic(TopicConfig.from_json(topic))
             for key, queue_id, offset in data.get("offsets", ()):
                 self.store.offsets.apply(str(key), int(queue_id), int(offset))
         except (ValueError, KeyError, TypeError) as exc:
@@ -205,6 +205,8 @@ class RaftReplication:
         logger.info("role change: master (raft %s, term %d, caught up at index %d)", node.self_id, term,
                     node.commit_index)
         self.broker.request_registration()
+        offsets = {(key, q): o for key, queues in store.offsets.table.items() for q, o in queues.items()}
+        self.append_meta(meta.snapshot_entry(list(store.topics.topics.values()), offsets))
 
     # ------------------------------------------------------------------ status
     def live_slave_ids(self) -> list[int]:
