@@ -1,8 +1,9 @@
 """What `rmqh status` shows: each node's liveness, which NameServers each broker is registered with, and
 for replicated groups each replica's Raft state (role, term, leader, commit / applied / last index).
 
-Raft state comes from GET_BROKER_RUNTIME_INFO (raft* keys) asked of each broker's DIRECT listen address
-(host:port in the state file), not the advertised one, so status still works while a proxy fault is active.
+Every node is asked at its DIRECT listen address (host:port in the state file), not the advertised one, so
+status still works while a proxy fault is active: NameServers for their cluster info, brokers for
+GET_BROKER_RUNTIME_INFO (the raft* keys). Registrations are still matched by advertised address.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def _probe(row: NodeStatus) -> None:
         return
     try:
         if row.role == "namesrv":
-            row.lists = registrations(cluster_info(row.addr))
+            row.lists = registrations(cluster_info(row.direct_addr))
         else:
             row.raft = {k: v for k, v in runtime_info(row.direct_addr).items() if k.startswith("raft")}
     except Exception as exc:  # a status view must show a broken node, not crash on it
