@@ -14,7 +14,8 @@ from cluster.links import (AddressBook, DirectAddresses, ProxiedAddresses, broke
                            check_resolved, plan_links, raft_id)
 from cluster.local.config import BrokerConfig, NamesrvConfig, NodeConfig, Timing, TopicSpec, timing_profile
 from cluster.local.ports import QuietPorts
-from cluster.local.process import NodeProcess, find_node_pids, pid_alive, spawn_node, terminate_pid
+from cluster.local.process import NodeProcess, find_node_pids, pid_alive, spawn_node
+from cluster.local.stopping import stop_together
 from cluster.local.proxyproc import find_proxy_pids, proxy_alive, start_proxy_server, stop_proxy_server
 from cluster.topology import PortSource, Topology, TopologySpec, plan_topology
 from harness.errors import ClusterError
@@ -107,7 +108,7 @@ class LocalCluster:
     def _wipe(self) -> None:
         for sub in ("nodes", "configs", "logs", "proxy", "chaos"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
-        for name in ("state.json", "events.jsonl"):
+        for name in ("state.json", "events.jsonl", "run-history"):
             (self.state_dir / name).unlink(missing_ok=True)
 
     def state(self) -> ClusterState:
@@ -129,16 +130,15 @@ class LocalCluster:
         returns how many node processes were stopped."""
         state = self._load_quietly()
         self._heal_backstop(progress)
+        nodes = state.nodes if state else []
         stopped = 0
-        for node in sorted(state.nodes if state else [], key=lambda n: n.role == "namesrv"):
-            if node.pid and pid_alive(node.pid, node.create_time):
-                if progress:
-                    progress(f"stopping {node.node_id} (pid {node.pid})")
-                terminate_pid(node.pid, node.create_time, timeout)
-                stopped += 1
-        for pid in find_node_pids(str(self.state_dir)):  # stragglers the state file did not know
-            terminate_pid(pid, None, timeout)
-            stopped += 1
+        for role in ("broker", "namesrv"):  # brokers first: they unregister from NameServers still running
+            group = [(n.pid, n.create_time) for n in nodes if n.role == role and n.pid]
+            if progress and group:
+                progress(f"stopping the {role}s ({', '.join(n.node_id for n in nodes if n.role == role)})")
+            stopped += stop_together(group, timeout)
+        # Stragglers the state file did not know (a harness killed half-way through up).
+        stopped += stop_together([(pid, None) for pid in find_node_pids(str(self.state_dir))], timeout)
         if progress:
             progress("stopping the Toxiproxy server")
         stop_proxy_server(self.state_dir, state.proxy if state else None, timeout)  # last: nodes may use it

@@ -20,6 +20,7 @@ import requests
 
 from chaos.proxy.launcher import find_toxiproxy_server
 from cluster.local.process import free_port, pid_alive, terminate_pid
+from cluster.local.stopping import stop_together
 from harness.errors import ClusterError
 from harness.state import ProxyServerState
 
@@ -109,14 +110,9 @@ def find_proxy_pids(state_dir: Path) -> list[int]:
 
 def stop_proxy_server(state_dir: Path, server: ProxyServerState | None, timeout: float = 5.0) -> int:
     """Stop the recorded server and any other one started for ``state_dir``; returns how many were stopped."""
-    stopped = 0
-    if server is not None and proxy_alive(server):
-        terminate_pid(server.pid, server.create_time, timeout)
-        stopped += 1
-    for pid in find_proxy_pids(state_dir):
-        terminate_pid(pid, None, timeout)
-        stopped += 1
-    return stopped
+    procs: list[tuple[int, float | None]] = [(server.pid, server.create_time)] if server is not None else []
+    procs += [(pid, None) for pid in find_proxy_pids(state_dir) if server is None or pid != server.pid]
+    return stop_together(procs, timeout)
 
 
 def proxy_alive(server: ProxyServerState) -> bool:
