@@ -20,13 +20,14 @@ import psutil
 
 from chaos.toxiproxy import ToxiproxyClient, ToxiproxyError
 from cluster.local.config import load_config
-from cluster.local.process import pid_alive, spawn_node, terminate_pid
+from cluster.local.process import pid_alive, spawn_node
 from harness.errors import HarnessError
 from harness.state import ClusterState, LinkState, NodeState, load_state, save_state
 
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 10.0
+KILL_TIMEOUT = 10.0
 
 
 class LocalContext:
@@ -92,12 +93,15 @@ class LocalContext:
 
     # -- processes
     def kill_node(self, node_id: str) -> None:
-        node = self._running(node_id)
-        terminate_pid(node.pid, node.create_time, 0.0)
+        _end(self._running(node_id), signal.SIGKILL, KILL_TIMEOUT)
 
     def stop_node(self, node_id: str) -> None:
         node = self._running(node_id)
-        terminate_pid(node.pid, node.create_time, STOP_TIMEOUT)
+        os.kill(node.pid, signal.SIGCONT)  # a paused node cannot act on SIGTERM
+        try:
+            _end(node, signal.SIGTERM, STOP_TIMEOUT)
+        except HarnessError:
+            _end(node, signal.SIGKILL, KILL_TIMEOUT)
 
     def start_node(self, node_id: str) -> None:
         """Start the node from its saved config unless it runs; the state file gets the new pid."""
@@ -168,6 +172,18 @@ def _master_addr(info: Mapping[str, Any], group: str) -> str | None:
         if int(broker_id) == 0:
             return str(addr)
     return None
+
+
+def _end(node: NodeState, sig: signal.Signals, timeout: float) -> None:
+    """Signal the node and wait until it is gone. A zombie counts as gone: the node may be the child of
+    another process (the demo harness) that reaps it only later, so waiting for the pid to vanish, as
+    psutil's wait does for a process that is not our child, could take until that process gets round to it."""
+    os.kill(node.pid, sig)
+    deadline = time.monotonic() + timeout
+    while pid_alive(node.pid, node.create_time):
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{node.node_id} (pid {node.pid}) still running {timeout:g}s after {sig.name}")
+        time.sleep(0.02)
 
 
 def _wait_status(pid: int, status: str, timeout: float = 5.0) -> None:

@@ -133,12 +133,38 @@ class Chaos:
                 ctx.close()
 
     def _record(self, event: str, effect: Effect, **extra: Any) -> None:
-        fields = {"fault": effect.fault, "fault_id": effect.fault_id, "targets": effect.targets,
-                  "params": effect.params, "args": effect.args, "links": effect.links, **extra}
-        with History(events_path(self.state_dir)) as history:
-            history.record(event, **fields)
+        # ``id`` as well: the report pairs an inject with its heal by it when both carry one.
+        fields = {"fault": effect.fault, "fault_id": effect.fault_id, "id": effect.fault_id,
+                  "targets": effect.targets, "params": effect.params, "args": effect.args, "links": effect.links,
+                  **extra}
+        paths = [events_path(self.state_dir)] + ([run] if (run := attached_run(self.state_dir)) else [])
+        for path in paths:
+            with History(path) as history:
+                history.record(event, **fields)
         for other in self._histories:
             other.record(event, **fields)
+
+
+def attach_run(state_dir: Path, history_path: Path) -> None:
+    """While a run (``rmqh demo``) drives this cluster, faults injected by any command are also appended to
+    the run's history, so its report shades them."""
+    _run_marker(state_dir).write_text(str(history_path))
+
+
+def detach_run(state_dir: Path) -> None:
+    _run_marker(state_dir).unlink(missing_ok=True)
+
+
+def attached_run(state_dir: Path) -> Path | None:
+    try:
+        text = _run_marker(state_dir).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return Path(text) if text else None
+
+
+def _run_marker(state_dir: Path) -> Path:
+    return Path(state_dir) / "run-history"
 
 
 def heal_all(state_dir: Path, teardown: bool = False, histories: Sequence[History] = ()) -> list[Effect]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chaos.engine import backstop
+from chaos.engine import attach_run, backstop, detach_run
 from cluster.local.cluster import LocalCluster
 from cluster.topology import TopologySpec
 from harness.errors import ClusterError, HarnessError
@@ -75,6 +75,8 @@ def cluster_up(spec: DemoSpec, run: RunDir, history: History, stack: contextlib.
         # Runs before cluster.down (the stack unwinds in reverse): faults end, and their windows close in
         # this run's history too.
         stack.callback(backstop, spec.state_dir, [history])
+        attach_run(spec.state_dir, run.history)  # `rmqh chaos` during the run lands in its history too
+        stack.callback(detach_run, spec.state_dir)
         if state.proxy is not None:
             history.record("net-ready", proxy=state.proxy.kind, proxies=len(state.links))
         status.update("waiting until every broker is registered with every NameServer")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from chaos.base import HealError, fault_class
-from chaos.engine import Chaos
+from chaos.engine import Chaos, attach_run, detach_run
 from harness.errors import ConfigError, HarnessError
 from harness.history import read_history
 from tests.chaos_fakes import FakeContext
@@ -129,3 +129,15 @@ def test_instant_faults_are_never_active_but_leave_a_window(tmp_path: Path) -> N
     assert engine.active() == [] and "broker-a-0" in ctx.alive
     assert [e["event"] for e in events(tmp_path)] == ["fault-inject", "fault-heal"]
     assert ctx.closed == 1  # each operation opens and closes its own context
+
+
+def test_faults_also_land_in_an_attached_runs_history(tmp_path: Path) -> None:
+    ctx = FakeContext.of()
+    run_history = tmp_path / "run" / "history.jsonl"
+    attach_run(tmp_path, run_history)
+    effect = chaos(tmp_path, ctx).inject("pause", ["ns-0"], {})
+    detach_run(tmp_path)
+    chaos(tmp_path, ctx).heal(effect.fault_id)
+    in_run = read_history(run_history)
+    assert [(e["event"], e["id"]) for e in in_run] == [("fault-inject", effect.fault_id)]
+    assert [e["event"] for e in events(tmp_path)] == ["fault-inject", "fault-heal"]
