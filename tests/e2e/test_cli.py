@@ -39,7 +39,7 @@ def test_up_status_down(home: Path) -> None:
 
     def all_registered() -> bool:
         out = rmqh(home, "status").stdout
-        return out.count("3/3") == 6 and "master" in out
+        return out.count("3/3") == 6 and "master" in out and "replication (raft" in out
     wait_until(all_registered, timeout=30, interval=0.5, message="all 6 brokers registered with all 3 NameServers")
 
     down = rmqh(home, "down")
