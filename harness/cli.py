@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cluster.local.cluster import LocalCluster
 from cluster.topology import TopologySpec
+from harness.chaos_cli import chaos_app
 from harness.errors import HarnessError
 from harness.loadgen import LoadSpec, locust_env, web_ui_command
 from harness.state import default_state_dir, load_state
@@ -182,7 +183,7 @@ def report(run: str = typer.Argument("latest", help="run directory, run name, or
     console.print(f"report: [bold green]{path}[/]")
 
 
-app.add_typer(__import__("harness.chaos_cli").chaos_cli.chaos_app, name="chaos")
+app.add_typer(chaos_app, name="chaos")
 
 
 def main() -> None:
