@@ -153,7 +153,7 @@ class Fault:
     def check_abilities(self, ctx: FaultContext) -> None:
         missing = sorted(self.requires - ctx.abilities)
         if missing:
-            hint = " (this cluster runs without proxies: RMQH_PROXY=0)" if "proxy" in missing else ""
+            hint = " (this cluster runs without proxies: --no-proxy or RMQH_PROXY=0)" if "proxy" in missing else ""
             raise ConfigError(f"{self.name} needs {', '.join(missing)}, which this cluster lacks{hint}")
 
     def plan(self, ctx: FaultContext) -> Plan:

@@ -162,7 +162,7 @@ class LocalContext:
 
     def _client(self) -> ToxiproxyClient:
         if self.client is None:
-            raise HarnessError("this cluster runs without proxies (RMQH_PROXY=0); link faults are not possible")
+            raise HarnessError("this cluster runs without proxies (--no-proxy or RMQH_PROXY=0); link faults are not possible")
         return self.client
 
 

@@ -28,12 +28,6 @@ console = Console()
 COMMANDS = ("list", "links", "status", "heal", "heal-all", "verify")
 
 
-try:  # typer >= 0.2x carries its own copy of click; rmqh's main() catches only the real one's errors
-    from typer._click.exceptions import ClickException as _TyperClickException
-except ImportError:  # pragma: no cover - an older typer uses click itself
-    _TyperClickException = click.ClickException  # type: ignore[assignment,misc]
-
-
 class ChaosGroup(TyperGroup):
     """An unknown sub-command is answered with every fault and command (exit 2), not just 'No such command';
     usage errors of sub-commands (``--for abc``) leave as click errors that rmqh's main() shows (exit 2)."""
@@ -43,15 +37,6 @@ class ChaosGroup(TyperGroup):
             raise click.UsageError(f"unknown fault {args[0]!r}; faults are {', '.join(registry())}; "
                                    f"other commands: {', '.join(COMMANDS)}", ctx)
         return super().resolve_command(ctx, args)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except _TyperClickException as exc:
-            if isinstance(exc, click.ClickException):
-                raise
-            error = click.UsageError if exc.exit_code == 2 else click.ClickException
-            raise error(exc.format_message()) from None
 
 
 chaos_app = typer.Typer(cls=ChaosGroup, no_args_is_help=True, add_completion=False,
@@ -77,7 +62,7 @@ def list_links() -> None:
 
     state = load_state(default_state_dir())
     if state.proxy is None:
-        raise HarnessError("this cluster runs without proxies (RMQH_PROXY=0)")
+        raise HarnessError("this cluster runs without proxies (--no-proxy or RMQH_PROXY=0)")
     table = Table(title=f"links ({state.proxy.kind} Toxiproxy on {state.proxy.api})")
     for column in ("link", "kind", "listen", "upstream", "toxics"):
         table.add_column(column)
@@ -135,7 +120,7 @@ def verify() -> None:
 
     state = load_state(default_state_dir())
     if state.proxy is None:
-        raise HarnessError("this cluster runs without proxies (RMQH_PROXY=0): nothing to verify")
+        raise HarnessError("this cluster runs without proxies (--no-proxy or RMQH_PROXY=0): nothing to verify")
     with ToxiproxyClient(state.proxy.host, state.proxy.port, timeout=5.0) as client:
         report = run_verify(state, client)
     total = sum(report.proxied.values())

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +14,7 @@ from rich.table import Table
 from cluster.local.cluster import LocalCluster
 from cluster.topology import TopologySpec
 from harness.chaos_cli import chaos_app
+from harness.click_compat import ABORTS, CLICK_ERRORS, EXITS
 from harness.errors import HarnessError
 from harness.loadgen import LoadSpec, locust_env, web_ui_command
 from harness.state import default_state_dir, load_state
@@ -27,6 +27,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console()
 err_console = Console(stderr=True)
 
+PROXY_HELP = "a Toxiproxy proxy in front of every link (needed by network faults); default: on unless RMQH_PROXY=0"
 PROFILE_HELP = "timing profile: 'default' (RocketMQ's own timers) or 'fast' (every timer / 10)"
 
 
@@ -42,12 +43,13 @@ def up(namesrv: int = typer.Option(3, help="number of NameServers"),
                                            "a Raft group (DLedger) when > 1"),
        topic: str = typer.Option("RMQH_BENCH", help="topic created on every group"),
        queues: int = typer.Option(4, help="queues of the topic per group"),
-       profile: str = typer.Option("default", help=PROFILE_HELP)) -> None:
+       profile: str = typer.Option("default", help=PROFILE_HELP),
+       proxy: Optional[bool] = typer.Option(None, "--proxy/--no-proxy", help=PROXY_HELP)) -> None:
     """Start the embedded cluster (nodes keep running until `rmqh down`)."""
     cluster = LocalCluster(default_state_dir())
     with console.status("starting") as status:
         state = cluster.up(_topology(namesrv, groups, replicas, topic, queues), profile,
-                           progress=lambda text: status.update(text))
+                           progress=lambda text: status.update(text), proxy=proxy)
     console.print(f"[green]cluster up[/]: {len(state.nodes)} nodes; state in {state.path}")
     _print_status()
 
@@ -123,6 +125,9 @@ def down() -> None:
 
 @app.command()
 def demo(duration: float = typer.Option(20.0, help="seconds of load"),
+         namesrv: int = typer.Option(3, help="number of NameServers"),
+         groups: int = typer.Option(2, help="number of broker groups"),
+         replicas: int = typer.Option(3, help="replicas per broker group (1..5)"),
          producers: int = typer.Option(4, help="producer users"),
          consumers: int = typer.Option(2, help="consumer users"),
          size: int = typer.Option(1024, help="message body size in bytes"),
@@ -130,14 +135,16 @@ def demo(duration: float = typer.Option(20.0, help="seconds of load"),
          window: int = typer.Option(8, help="async sends in flight per producer task"),
          profile: str = typer.Option("fast", help=PROFILE_HELP),
          name: str = typer.Option("demo", help="run name (runs/<name>/<time>/)"),
-         runs: Path = typer.Option(Path("runs"), help="root folder of run directories")) -> None:
+         runs: Path = typer.Option(Path("runs"), help="root folder of run directories"),
+         proxy: Optional[bool] = typer.Option(None, "--proxy/--no-proxy", help=PROXY_HELP)) -> None:
     """Up, Locust headless for a short time, sample every node, down, and write report.html."""
     from harness.demo import DemoSpec, run_demo
 
     load = LoadSpec(duration=duration, producers=producers, consumers=consumers, message_size=size,
                     producer_rate=rate, send_window=window)
     _check_load(load)
-    run_demo(DemoSpec(name=name, profile=profile, load=load, runs_root=runs), console)
+    topology = _topology(namesrv, groups, replicas, load.topic, 4)
+    run_demo(DemoSpec(name=name, profile=profile, topology=topology, load=load, runs_root=runs, proxy=proxy), console)
 
 
 def _check_load(load: LoadSpec) -> None:
@@ -190,13 +197,15 @@ def main() -> None:
     # standalone_mode=False lets our own handlers see Ctrl-C and HarnessError instead of click's "Aborted!".
     try:
         code = app(standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except CLICK_ERRORS as exc:
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except HarnessError as exc:
         err_console.print(f"[red]error:[/] {exc}")
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.Abort):
+    except EXITS as exc:
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except ABORTS:
         err_console.print("[yellow]interrupted[/]; everything started was stopped")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -21,6 +21,7 @@ from cluster.topology import TopologySpec
 from harness.errors import ClusterError, HarnessError
 from harness.history import History
 from harness.loadgen import LoadSpec, read_live_counts, start_headless
+from harness.metrics.follow import StateFollower
 from harness.metrics.process import ProcessSampler
 from harness.metrics.system import SystemSampler
 from harness.rundir import RunDir, create_run, finish_meta, new_meta, write_json_atomic, write_meta
@@ -100,24 +101,24 @@ def wait_registered(state: ClusterState, timeout: float) -> None:
 
 
 def start_samplers(run: RunDir, state: ClusterState,
-                   stack: contextlib.ExitStack) -> tuple[ProcessSampler, SystemSampler]:
-    nodes = {n.node_id: (n.role, n.pid) for n in state.nodes}
-    process = ProcessSampler(run.process_csv, nodes)
+                   stack: contextlib.ExitStack) -> tuple[StateFollower, SystemSampler]:
+    process = ProcessSampler(run.process_csv)
+    follower = StateFollower(process, Path(state.state_dir))  # follows restarts done by faults and heals
     system = SystemSampler(run.system_csv)
-    for sampler in (process, system):
-        sampler.start()
-        stack.callback(sampler.stop)
-    return process, system
+    for part in (process, follower, system):
+        part.start()
+        stack.callback(part.stop)
+    return follower, system
 
 
 def run_load(spec: DemoSpec, run: RunDir, state: ClusterState, history: History,
-             sampler: ProcessSampler, console: Console) -> None:
+             sampler: StateFollower, console: Console) -> None:
     load = spec.load
     json_prefix = run.locust_json.with_suffix("")
     proc = start_headless(load, Path(state.state_dir), run.locust_prefix, run.locust_html, json_prefix,
                           run.locust_dir / "locust.log")
     history.record("load-started", producers=load.producers, consumers=load.consumers, duration=load.duration)
-    sampler.set_nodes({**{n.node_id: (n.role, n.pid) for n in state.nodes}, "locust": ("loadgen", proc.pid)})
+    sampler.set_extra({"locust": ("loadgen", proc.pid)})
     try:
         watch_load(proc, load, run, console)
     finally:
