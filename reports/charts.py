@@ -155,8 +155,8 @@ def node_colours(nodes: Sequence[str], roles: dict[str, str]) -> dict[str, str]:
 
 
 def node_figure(data: RunData, which: str) -> go.Figure | None:
-    """One line per node: ``which`` is ``cpu`` (% of one core) or ``rss`` (MiB)."""
-    series = data.node_cpu if which == "cpu" else data.node_rss
+    """One line per node: ``which`` is ``cpu`` (% of one core), ``rss`` or ``anon`` (MiB)."""
+    series = {"cpu": data.node_cpu, "rss": data.node_rss, "anon": data.node_anon}[which]
     if not any(s.values() for s in series.values()):
         return None
     nodes = sorted(series, key=lambda n: (data.roles.get(n, ""), n))
@@ -164,7 +164,8 @@ def node_figure(data: RunData, which: str) -> go.Figure | None:
     traces = [_line(series[n], f"{n} ({data.roles[n]})" if data.roles.get(n) else n, colours[n],
                     scale=1.0 if which == "cpu" else _MIB, legendgroup=data.roles.get(n, ""))
               for n in nodes]
-    fig = time_figure(data, "CPU, % of one core" if which == "cpu" else "RSS, MiB", traces, height=380)
+    axis = {"cpu": "CPU, % of one core", "rss": "RSS, MiB", "anon": "RSS − file-backed, MiB"}[which]
+    fig = time_figure(data, axis, traces, height=380)
     fig.update_layout(legend={"orientation": "v", "y": 1, "x": 1.01, "xanchor": "left", "yanchor": "top"},
                       margin={"r": 180})
     return fig

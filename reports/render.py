@@ -87,6 +87,8 @@ def _charts(data: RunData) -> dict[str, Chart]:
         _chart("latency", "Latency percentiles", charts.latency_bars_figure(data.latency), no_locust),
         _chart("cpu", "CPU per node", charts.node_figure(data, "cpu"), no_nodes),
         _chart("rss", "Memory (RSS) per node", charts.node_figure(data, "rss"), no_nodes),
+        _chart("anon", "Memory without file-backed pages (RSS − shared) per node", charts.node_figure(data, "anon"),
+               "No data: this run's process.csv has no shared_bytes column."),
     )}
 
 

@@ -104,6 +104,8 @@ class RunData:
     """request type -> percentile label -> series, from Locust's ~10 s "current" window."""
     node_cpu: dict[str, Series] = field(default_factory=dict)
     node_rss: dict[str, Series] = field(default_factory=dict)
+    #: RSS minus resident file-backed pages (the mapped commit log): the memory a node really holds.
+    node_anon: dict[str, Series] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
     system: dict[str, Series] = field(default_factory=dict)
     totals: Totals | None = None
@@ -282,8 +284,10 @@ def _fill_processes(data: RunData, rows: list[dict[str, str]]) -> None:
         t = round(ts - data.t0, 3)
         data.roles.setdefault(node, r.get("role") or "")
         data.node_cpu.setdefault(node, Series()).add(t, num(r.get("cpu_percent")))
-        data.node_rss.setdefault(node, Series()).add(t, num(r.get("rss_bytes")))
-    for table in (data.node_cpu, data.node_rss):
+        rss, shared = num(r.get("rss_bytes")), num(r.get("shared_bytes"))
+        data.node_rss.setdefault(node, Series()).add(t, rss)
+        data.node_anon.setdefault(node, Series()).add(t, None if rss is None or shared is None else rss - shared)
+    for table in (data.node_cpu, data.node_rss, data.node_anon):
         table.update((node, s.with_gaps()) for node, s in list(table.items()))
 
 

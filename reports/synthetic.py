@@ -106,7 +106,8 @@ def _write_metrics(run: RunDir, plan: list[tuple[str, str, str]], load: tuple[fl
                 cpu = (8 if role == "namesrv" else 70 if role == "master" else 35) * (1 if busy else 0.1)
                 rss[node] += rng.randint(-40_000, 60_000) if busy else 0
                 proc.writerow([round(ts, 3), node, role, 1000 + i, round(max(0.0, rng.gauss(cpu, cpu / 8)), 1),
-                               rss[node], 12, 0, sec * 400_000 if role != "namesrv" else 0, sec * 90])
+                               rss[node], 12, 0, sec * 400_000 if role != "namesrv" else 0, sec * 90,
+                               (sec * 2 * _MIB) if role != "namesrv" and busy else 0])
             load_factor = 0.8 if busy else 0.05
             system.writerow([round(ts, 3), round(min(100.0, rng.gauss(60 * load_factor, 3) + 2), 1),
                              int((6 + 2 * load_factor) * 1024 * _MIB), int(16 * 1024 * _MIB),

@@ -60,7 +60,7 @@ def test_report_renders_in_a_browser_offline(tmp_path: Path) -> None:
         finally:
             browser.close()
     assert errors == [] and remote == []
-    assert plots == 9 and all(n > 0 for n in traces), traces
+    assert plots == 10 and all(n > 0 for n in traces), traces
     assert synced  # zooming the throughput chart moved the other time charts too
 
 

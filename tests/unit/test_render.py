@@ -28,7 +28,7 @@ def test_report_is_one_self_contained_file(synthetic: RunDir) -> None:
     assert not EXTERNAL.search(html), EXTERNAL.search(html)
     assert not re.search(r"<script\b[^>]*\bsrc\s*=", html, re.I)  # every script is inline
     assert html.count("* plotly.js v") == 1  # the library banner: inlined exactly once
-    assert html.count("Plotly.newPlot(") == 9
+    assert html.count("Plotly.newPlot(") == 10
     assert len(html) < 8 * 2**20
 
 
@@ -47,7 +47,7 @@ def test_missing_inputs_render_no_data_notes(tmp_path: Path) -> None:
     run = create_run("bare", tmp_path)
     write_meta(run, {"name": "bare", "status": "failed"})
     html = render_report(run).read_text()
-    assert html.count('class="nodata"') == 1 + 1 + 1 + 2 + 4 + 1  # tps, latency x2, nodes x2, system x4, events
+    assert html.count('class="nodata"') == 1 + 1 + 1 + 3 + 4 + 1  # tps, latency x2, nodes x3, system x4, events
     assert "no Locust statistics" in html and "Plotly.newPlot(" not in html
     assert html.count("* plotly.js v") == 1
 

@@ -221,3 +221,14 @@ def test_meta_start_time_is_used_without_history(tmp_path: Path) -> None:
     data = load_run(run)
     assert data.t0 == T0 - 10
     assert data.rates["sent"].t == [15]
+
+
+def test_node_memory_without_file_backed_pages_is_rss_minus_shared(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.process_csv.write_text("ts,node,role,pid,cpu_percent,rss_bytes,num_threads,read_bytes,write_bytes,"
+                               "ctx_switches,shared_bytes\n"
+                               f"{1_700_000_001},b0,broker,1,,500,1,0,0,0,200\n"
+                               f"{1_700_000_002},b0,broker,1,10,900,1,0,0,0,\n")
+    data = load_run(run)
+    assert data.node_anon["b0"].values() == [300]  # the row without shared_bytes (an older run) has none
+    assert data.node_rss["b0"].values() == [500, 900]
