@@ -47,16 +47,22 @@ class NodeStatus:
         return "master" if ids == {0} else "slave" if 0 not in ids else "mixed"
 
 
-def cluster_info(addr: str, timeout: float = 2.0) -> dict:
-    """GET_BROKER_CLUSTER_INFO from one NameServer (bare numeric keys tolerated)."""
+def _one_shot(addr: str, code: RequestCode, timeout: float) -> bytes:
+    """One request on a connection of its own (status must not share state with anything else)."""
     conn = RemotingConnection(addr, connect_timeout=timeout)
     try:
-        response = conn.invoke(RemotingCommand(code=RequestCode.GET_BROKER_CLUSTER_INFO), timeout)
+        response = conn.invoke(RemotingCommand(code=code), timeout)
     finally:
         conn.close()
     if response.code != ResponseCode.SUCCESS:
-        raise HarnessError(f"{addr}: cluster info answered code {response.code}: {response.remark}")
-    return jsonbody.loads(response.body) if response.body else {}
+        raise HarnessError(f"{addr}: {code.name} answered code {response.code}: {response.remark}")
+    return response.body
+
+
+def cluster_info(addr: str, timeout: float = 2.0) -> dict:
+    """GET_BROKER_CLUSTER_INFO from one NameServer (bare numeric keys tolerated)."""
+    body = _one_shot(addr, RequestCode.GET_BROKER_CLUSTER_INFO, timeout)
+    return jsonbody.loads(body) if body else {}
 
 
 def registrations(info: dict) -> dict[str, int]:
@@ -70,14 +76,8 @@ def registrations(info: dict) -> dict[str, int]:
 
 def runtime_info(addr: str, timeout: float = 2.0) -> dict[str, str]:
     """GET_BROKER_RUNTIME_INFO of one broker: its KVTable."""
-    conn = RemotingConnection(addr, connect_timeout=timeout)
-    try:
-        response = conn.invoke(RemotingCommand(code=RequestCode.GET_BROKER_RUNTIME_INFO), timeout)
-    finally:
-        conn.close()
-    if response.code != ResponseCode.SUCCESS:
-        raise HarnessError(f"{addr}: runtime info answered code {response.code}: {response.remark}")
-    return {str(k): str(v) for k, v in (jsonbody.loads(response.body).get("table") or {}).items()}
+    table = jsonbody.loads(_one_shot(addr, RequestCode.GET_BROKER_RUNTIME_INFO, timeout)).get("table") or {}
+    return {str(k): str(v) for k, v in table.items()}
 
 
 def gather(state: ClusterState) -> list[NodeStatus]:
