@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chaos.base import Effect
 from harness.errors import ClusterError, ConfigError
+from harness.rundir import write_json_atomic
 
 
 @dataclass
@@ -69,9 +68,4 @@ class FaultStore:
 
     def _write(self, faults: ActiveFaults) -> None:
         body = {"next_id": faults.next_id, "active": [e.to_json() for e in faults.active]}
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".active-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(body, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, body)

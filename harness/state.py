@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import ClusterError
+from harness.rundir import write_json_atomic
 
 STATE_VERSION = 1
 
@@ -119,14 +119,7 @@ def events_path(state_dir: Path) -> Path:
 
 
 def save_state(state: ClusterState) -> None:
-    path = state.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(state), fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(state.path, asdict(state))
 
 
 def load_state(state_dir: Path | None = None) -> ClusterState:
