@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.local.cluster import LocalCluster
-from cluster.topology import TopologySpec
+from cluster.topology import DEFAULT_TOPIC, TopologySpec
 from harness.chaos_cli import chaos_app
 from harness.click_compat import ABORTS, CLICK_ERRORS, EXITS
 from harness.errors import HarnessError
@@ -41,7 +41,7 @@ def up(namesrv: int = typer.Option(3, help="number of NameServers"),
        groups: int = typer.Option(2, help="number of broker groups"),
        replicas: int = typer.Option(3, help="replicas per broker group (1..5): 1 master + N-1 slaves, "
                                            "a Raft group (DLedger) when > 1"),
-       topic: str = typer.Option("RMQH_BENCH", help="topic created on every group"),
+       topic: str = typer.Option(DEFAULT_TOPIC, help="topic created on every group"),
        queues: int = typer.Option(4, help="queues of the topic per group"),
        profile: str = typer.Option("default", help=PROFILE_HELP),
        proxy: Optional[bool] = typer.Option(None, "--proxy/--no-proxy", help=PROXY_HELP)) -> None:
@@ -173,7 +173,7 @@ def locust(ctx: typer.Context,
            window: int = typer.Option(8, help="async sends in flight per producer task")) -> None:
     """Open Locust's web UI against the running cluster; extra arguments go to locust."""
     state = load_state(default_state_dir())
-    spec = LoadSpec(producers=producers, consumers=consumers, send_window=window, topic=state.topic or "RMQH_BENCH")
+    spec = LoadSpec(producers=producers, consumers=consumers, send_window=window, topic=state.topic or DEFAULT_TOPIC)
     console.print(f"Locust web UI on [bold]http://127.0.0.1:{port}[/] (Ctrl-C to stop)")
     cmd = web_ui_command(spec, Path(state.state_dir), "127.0.0.1", port, list(ctx.args))
     raise typer.Exit(subprocess.call(cmd, env=locust_env(Path(state.state_dir))))

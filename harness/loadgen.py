@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.topology import DEFAULT_TOPIC
+
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtests" / "locustfile.py"
 
 
@@ -23,7 +25,7 @@ class LoadSpec:
     producer_rate: float = 0.0
     #: Sends in flight per producer task; >1 pipelines async sends.
     send_window: int = 8
-    topic: str = "RMQH_BENCH"
+    topic: str = DEFAULT_TOPIC
     consumer_group: str = "rmqh-consumer"
 
     @property

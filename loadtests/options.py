@@ -6,7 +6,8 @@ from typing import Any
 
 from locust import events
 
-DEFAULT_TOPIC = "RMQH_BENCH"
+from cluster.topology import DEFAULT_TOPIC
+
 
 
 @events.init_command_line_parser.add_listener
